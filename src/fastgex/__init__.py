@@ -1,0 +1,29 @@
+"""fastgex: option greeks and dealer gamma exposure (GEX) over whole markets.
+
+GEX describes how the market behaves *if* it moves (dampened when dealers are long
+gamma, amplified when short), never *which way* it moves.
+
+The public API: :func:`read_chain`, :func:`gex` and :class:`GexResult`, the named
+choices :class:`Convention`, :class:`Unit`, :class:`GammaSource`, :class:`DayCount`,
+sample data in :mod:`fastgex.sample`, readers in :mod:`fastgex.io` and the slow
+reference implementation in :mod:`fastgex.reference`.
+"""
+
+from fastgex._chain import read_chain
+from fastgex._gex import ChainError, GexResult, InvalidRowsError, gex
+from fastgex.conventions import Convention, DayCount, GammaSource, Unit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainError",
+    "Convention",
+    "DayCount",
+    "GammaSource",
+    "GexResult",
+    "InvalidRowsError",
+    "Unit",
+    "__version__",
+    "gex",
+    "read_chain",
+]

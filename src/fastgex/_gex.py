@@ -1,0 +1,774 @@
+"""The ``gex`` façade: validate and prepare Arrow columns, run the kernels, build tables.
+
+Preparation happens per distinct value where it can (underlyings, option types,
+expirations) and per Arrow record batch for the kernels, so chunked and read-only
+input is used in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fastgex import _kernels
+from fastgex._chain import ALIASES, read_chain
+from fastgex._timing import parse_settlement, snapshot_nanos, time_to_expiry
+from fastgex.conventions import (
+    Convention,
+    DayCount,
+    GammaSource,
+    Unit,
+    parse_convention,
+    parse_gamma_source,
+    parse_unit,
+)
+
+#: Default multiplier when the chain has no ``multiplier`` column.
+DEFAULT_MULTIPLIER = 100.0
+#: Floor on time to expiry (one minute, in years) so 0DTE gamma stays finite.
+DEFAULT_MIN_TIME_TO_EXPIRY = 60.0 / (365.0 * 86_400.0)
+
+_CALL_NAMES = {"c", "call", "calls"}
+_PUT_NAMES = {"p", "put", "puts"}
+
+BY_UNDERLYING_SCHEMA = pa.schema(
+    [
+        ("underlying", pa.string()),
+        ("spot", pa.float64()),
+        ("total_gex", pa.float64()),
+        ("call_gex", pa.float64()),
+        ("put_gex", pa.float64()),
+        ("contracts", pa.int64()),
+        ("dropped", pa.int64()),
+    ]
+)
+BY_STRIKE_SCHEMA = pa.schema(
+    [
+        ("underlying", pa.string()),
+        ("strike", pa.float64()),
+        ("call_gex", pa.float64()),
+        ("put_gex", pa.float64()),
+        ("net_gex", pa.float64()),
+        ("cumulative_net_gex", pa.float64()),
+        ("contracts", pa.int64()),
+    ]
+)
+DROPPED_SCHEMA = pa.schema(
+    [("underlying", pa.string()), ("reason", pa.string()), ("count", pa.int64())]
+)
+
+
+class ChainError(ValueError):
+    """A chain that cannot be used as given (missing column, wrong type, bad spot...)."""
+
+
+class InvalidRowsError(ChainError):
+    """Raised with ``on_invalid="raise"`` when rows would be dropped."""
+
+    def __init__(self, message: str, dropped: pa.Table) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+
+
+@dataclass(frozen=True)
+class GexResult:
+    """Dealer gamma exposure of a chain.
+
+    Attributes
+    ----------
+    by_underlying : pyarrow.Table
+        One row per underlying: ``underlying``, ``spot``, ``total_gex``, ``call_gex``,
+        ``put_gex``, ``contracts`` (rows counted), ``dropped`` (rows not counted).
+    by_strike : pyarrow.Table or None
+        One row per (underlying, strike), ascending strikes: ``call_gex``, ``put_gex``,
+        ``net_gex``, ``cumulative_net_gex`` (running sum of ``net_gex`` over ascending
+        strikes within the underlying) and ``contracts``. None if not requested.
+    per_contract : pyarrow.Table or None
+        The input rows' key columns with ``time_to_expiry``, ``gamma``, ``gex`` and
+        ``drop_reason`` (null for counted rows), in input order. None unless requested.
+    dropped : pyarrow.Table
+        Rows not counted, per ``underlying`` and ``reason``.
+    unit, convention, gamma_source, day_count
+        The choices that produced the numbers.
+    settings : dict
+        Every other setting, for provenance.
+    """
+
+    by_underlying: pa.Table
+    by_strike: pa.Table | None
+    per_contract: pa.Table | None
+    dropped: pa.Table
+    unit: Unit
+    convention: Convention
+    gamma_source: GammaSource
+    day_count: DayCount
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def total(self, underlying: str | None = None) -> float:
+        """Total GEX of one underlying, or of every underlying when ``None``.
+
+        Parameters
+        ----------
+        underlying : str, optional
+            The underlying's name.
+
+        Returns
+        -------
+        float
+            The total, in :attr:`unit`.
+        """
+        names = self.by_underlying.column("underlying").to_pylist()
+        totals = self.by_underlying.column("total_gex").to_pylist()
+        if underlying is None:
+            return math.fsum(totals)
+        if underlying not in names:
+            raise KeyError(f"no underlying {underlying!r} in the result; have {names[:20]}")
+        return totals[names.index(underlying)]
+
+    @property
+    def dropped_count(self) -> int:
+        """Number of input rows that were not counted."""
+        return int(pc.sum(self.dropped.column("count")).as_py() or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: ``{"underlyings": [...], "unit": ..., ...}``."""
+        underlyings = []
+        dropped_rows = self.dropped.to_pylist()
+        for row in self.by_underlying.to_pylist():
+            reasons = {
+                entry["reason"]: entry["count"]
+                for entry in dropped_rows
+                if entry["underlying"] == row["underlying"]
+            }
+            underlyings.append({**row, "dropped_reasons": reasons})
+        return {
+            "underlyings": underlyings,
+            "unit": self.unit.value,
+            "convention": self.convention.value,
+            "gamma_source": self.gamma_source.value,
+            "day_count": self.day_count.name,
+            "dropped_total": self.dropped_count,
+            "settings": {key: _jsonable(value) for key, value in self.settings.items()},
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def gex(
+    chain: Any,
+    *,
+    spot: float | Mapping[str, float] | Any | None = None,
+    snapshot_time: Any | None = None,
+    convention: str | Convention = Convention.SHORT_CALLS_LONG_PUTS,
+    unit: str | Unit = Unit.DOLLARS_PER_1PCT,
+    gamma_source: str | GammaSource = GammaSource.MODEL,
+    rate: float | Mapping[str, float] | None = None,
+    dividend_yield: float | Mapping[str, float] | None = None,
+    day_count: str | DayCount = "act365",
+    settlement: str | dt.time = "pm",
+    settlement_tz: str = "America/New_York",
+    min_time_to_expiry: float = DEFAULT_MIN_TIME_TO_EXPIRY,
+    per_contract: bool = False,
+    by_strike: bool = True,
+    on_invalid: str = "drop",
+    columns: Mapping[str, str] | None = None,
+    format: str = "auto",
+) -> GexResult:
+    """Signed dealer gamma exposure of every contract, aggregated per underlying and strike.
+
+    Parameters
+    ----------
+    chain : table-like or path
+        Anything :func:`fastgex.read_chain` accepts (one or many underlyings).
+    spot : float, mapping, table or None
+        Spot per underlying: a scalar (one underlying), a mapping ``{name: spot}``, or a
+        table / DataFrame with ``underlying`` and ``spot`` columns. Default: the
+        chain's ``spot`` column, which must be constant within each underlying.
+    snapshot_time : datetime or str, optional
+        When the chain was observed; naive values are in ``settlement_tz``. Default:
+        the chain's ``snapshot_time`` column. Needed only with ``expiration``.
+    convention : str or Convention
+        Dealer sign convention (ignored for rows of a ``dealer_position`` column).
+    unit : str or Unit
+        ``dollars_per_1pct`` (default), ``dollars_per_point`` or ``shares_per_dollar``.
+    gamma_source : {"model", "column"}
+        Black-Scholes-Merton / Black-76 gamma from ``implied_vol`` (default), or the
+        chain's own ``gamma`` column.
+    rate, dividend_yield : float or mapping, optional
+        Continuously compounded, as fractions; scalar or per underlying. Default: the
+        chain's columns if present (may vary per row), else 0.
+    day_count : str or DayCount
+        ``act365`` (default), ``bus252``, ``bus262``, or a :class:`DayCount`.
+    settlement : {"pm", "am"} or "HH:MM" or datetime.time
+        Local settlement time of plain expiration dates (PM = 16:00, AM = 09:30).
+    settlement_tz : str
+        Time zone of settlement times (``UTC`` with ``settlement="08:00"`` for Deribit).
+    min_time_to_expiry : float
+        Floor, in years, on the time used in gamma (default one minute) so contracts
+        minutes from expiry keep a finite gamma. Expired contracts are dropped.
+    per_contract : bool
+        Also return per-contract values.
+    by_strike : bool
+        Also return the per-strike table (default True).
+    on_invalid : {"drop", "raise"}
+        Drop and count invalid rows (default), or raise :class:`InvalidRowsError`.
+    columns : mapping, optional
+        Renames from your column names to canonical ones.
+    format : str
+        File format when ``chain`` is a path (see :func:`fastgex.read_chain`).
+
+    Returns
+    -------
+    GexResult
+        Totals per underlying, the per-strike table, drop counts and provenance.
+
+    Raises
+    ------
+    ChainError
+        A required column is missing or has the wrong type, or a spot is missing or
+        invalid for an underlying.
+    InvalidRowsError
+        With ``on_invalid="raise"``, when any row is invalid.
+    """
+    if on_invalid not in ("drop", "raise"):
+        raise ValueError(f"on_invalid must be 'drop' or 'raise', not {on_invalid!r}")
+    convention = parse_convention(convention)
+    unit = parse_unit(unit)
+    gamma_source = parse_gamma_source(gamma_source)
+    day_count = DayCount.parse(day_count)
+    settlement_time = parse_settlement(settlement)
+    zone = ZoneInfo(settlement_tz)
+    if not (min_time_to_expiry > 0 and math.isfinite(min_time_to_expiry)):
+        raise ValueError("min_time_to_expiry must be a positive number of years")
+    table = read_chain(chain, format=format, columns=columns)
+    prepared = _prepare(
+        table, spot=spot, snapshot_time=snapshot_time, gamma_source=gamma_source,
+        rate=rate, dividend_yield=dividend_yield, day_count=day_count,
+        settlement=settlement_time, zone=zone,
+    )  # fmt: skip
+    settings = {
+        "settlement": settlement_time,
+        "settlement_tz": settlement_tz,
+        "min_time_to_expiry": min_time_to_expiry,
+        "snapshot_time": prepared.snapshot,
+        "dealer_position": prepared.config.dealer_position,
+        "model": "black76" if prepared.config.black76 else "bsm",
+    }
+    config = _kernels.KernelConfig(
+        black76=prepared.config.black76,
+        vendor_gamma=gamma_source is GammaSource.COLUMN,
+        dealer_position=prepared.config.dealer_position,
+        row_carry=prepared.config.row_carry,
+        row_multiplier=prepared.config.row_multiplier,
+        has_time=prepared.config.has_time,
+        unit_power=unit.price_power,
+    )
+    accumulated = _run(prepared, config, convention, unit, min_time_to_expiry, by_strike, per_contract)
+    result = _assemble(prepared, accumulated, by_strike, per_contract, unit, convention,
+                       gamma_source, day_count, settings)  # fmt: skip
+    if on_invalid == "raise" and result.dropped_count:
+        summary = ", ".join(
+            f"{row['underlying']}/{row['reason']}: {row['count']}" for row in result.dropped.to_pylist()[:10]
+        )
+        raise InvalidRowsError(f"{result.dropped_count} invalid rows ({summary})", result.dropped)
+    return result
+
+
+@dataclass(frozen=True)
+class _Flags:
+    black76: bool
+    dealer_position: bool
+    row_carry: bool
+    row_multiplier: bool
+    has_time: bool
+
+
+@dataclass
+class _Prepared:
+    """Everything the kernels need, as Arrow columns and per-underlying numpy arrays."""
+
+    source: pa.Table
+    work: pa.Table
+    names: list[str | None]  # per underlying id; a trailing None collects null underlyings
+    spot: np.ndarray
+    rate: np.ndarray
+    dividend_yield: np.ndarray
+    multiplier: np.ndarray
+    config: _Flags
+    snapshot: dt.datetime | None
+    n_groups: int = 0
+    group_underlying: np.ndarray | None = None
+    group_strike: np.ndarray | None = None
+
+
+def _require(table: pa.Table, name: str, why: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        aliases = ", ".join(ALIASES.get(name, (name,)))
+        raise ChainError(
+            f"missing required column {name!r} ({why}); accepted names: {aliases}; or map "
+            f"yours with columns={{'your_name': {name!r}}}. The chain has: {table.column_names}"
+        )
+    return table.column(name)
+
+
+def _as_float(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    kind = column.type
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind):
+        return column if kind == pa.float64() else pc.cast(column, pa.float64())
+    if pa.types.is_dictionary(kind) and (
+        pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)
+    ):
+        return pc.cast(column, pa.float64())
+    if pa.types.is_null(kind):
+        return pa.chunked_array([pa.nulls(len(column), pa.float64())])
+    raise ChainError(f"column {name!r} has type {kind}; expected a number")
+
+
+def _prepare(table, *, spot, snapshot_time, gamma_source, rate, dividend_yield, day_count,
+             settlement, zone) -> _Prepared:  # fmt: skip
+    vendor = gamma_source is GammaSource.COLUMN
+    has_position = "dealer_position" in table.column_names
+    black76 = "forward" in table.column_names
+    underlying = _require(table, "underlying", "the name of each contract's underlying")
+    strike = _as_float(_require(table, "strike", "strike price"), "strike")
+    option_type = _require(table, "option_type", "C/P or call/put")
+    if has_position:
+        quantity = _as_float(table.column("dealer_position"), "dealer_position")
+    else:
+        quantity = _as_float(
+            _require(table, "open_interest", "contracts outstanding, or give dealer_position"),
+            "open_interest",
+        )
+    columns: dict[str, pa.ChunkedArray] = {"strike": strike, "quantity": quantity}
+    required_for_nulls = [underlying, strike, option_type, quantity]
+    if vendor:
+        columns["gamma"] = _as_float(_require(table, "gamma", "gamma_source='column'"), "gamma")
+        required_for_nulls.append(columns["gamma"])
+    else:
+        columns["vol"] = _as_float(
+            _require(table, "implied_vol", "model gamma needs implied vol as a fraction"),
+            "implied_vol",
+        )
+        required_for_nulls.append(columns["vol"])
+    if black76:
+        columns["forward"] = _as_float(table.column("forward"), "forward")
+        required_for_nulls.append(columns["forward"])
+
+    snapshot_dt: dt.datetime | None = None
+    has_time = True
+    if "time_to_expiry" in table.column_names:
+        columns["time"] = _as_float(table.column("time_to_expiry"), "time_to_expiry")
+    elif "expiration" in table.column_names:
+        snapshot = snapshot_nanos(snapshot_time, table.column("snapshot_time")
+                                  if "snapshot_time" in table.column_names else None, zone)  # fmt: skip
+        if isinstance(snapshot, int):
+            snapshot_dt = dt.datetime.fromtimestamp(snapshot / 1e9, tz=dt.timezone.utc)
+        columns["time"] = time_to_expiry(
+            table.column("expiration"), snapshot, day_count, settlement, zone
+        )
+    elif vendor:
+        has_time = False  # vendor gamma needs no time; nothing to check expiry against
+    else:
+        raise ChainError(
+            "missing time to expiry: give 'expiration' (with snapshot_time) or "
+            f"'time_to_expiry' in years. The chain has: {table.column_names}"
+        )
+    if has_time:
+        required_for_nulls.append(columns["time"])
+
+    # Underlyings: one id per distinct name; nulls get a trailing slot of their own.
+    encoded = _dictionary_encode(underlying)
+    names = [None if name is None else str(name) for name in encoded.dictionary.to_pylist()]
+    null_slot = len(names)
+    uid = pc.fill_null(encoded.indices, null_slot).cast(pa.int32())
+    names.append(None)
+    n_underlyings = len(names)
+
+    codes = _option_codes(option_type)
+    missing = None
+    for column in required_for_nulls:
+        if column.null_count:
+            is_null = pc.is_null(column)
+            missing = is_null if missing is None else pc.or_(missing, is_null)
+    if missing is not None:
+        codes = pc.if_else(missing, pa.scalar(np.uint8(_kernels.MISSING_CODE & 0xFF)), codes)
+
+    spot_array = _per_underlying_spot(table, spot, names, uid, black76, codes)
+    rate_array, row_rate = _carry(table, "rate", rate, names, columns)
+    div_array, row_div = _carry(table, "dividend_yield", dividend_yield, names, columns)
+    row_carry = row_rate or row_div
+    if row_carry:
+        for name, values in (("rate", rate_array), ("dividend_yield", div_array)):
+            if name not in columns:
+                columns[name] = pc.take(pa.array(values), uid)
+    mult_array, row_multiplier = _multiplier(table, n_underlyings, columns)
+    columns["uid"] = uid
+    columns["code"] = codes
+    work = pa.table(columns)
+    return _Prepared(
+        source=table, work=work, names=names, spot=spot_array, rate=rate_array,
+        dividend_yield=div_array, multiplier=mult_array,
+        config=_Flags(black76, has_position, row_carry, row_multiplier, has_time),
+        snapshot=snapshot_dt,
+    )  # fmt: skip
+
+
+def _dictionary_encode(column: pa.ChunkedArray) -> pa.DictionaryArray:
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+    elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        column = pc.cast(column, pa.string())
+    return column.dictionary_encode().combine_chunks()
+
+
+def _option_codes(option_type: pa.ChunkedArray) -> pa.ChunkedArray:
+    """uint8 code per row: 1 call, 0 put, 255 unknown (-1), 254 missing (-2)."""
+    unknown = np.uint8(_kernels.UNKNOWN_TYPE_CODE & 0xFF)
+    missing = np.uint8(_kernels.MISSING_CODE & 0xFF)
+    if pa.types.is_boolean(option_type.type):  # is_call flags
+        codes = pc.cast(option_type, pa.uint8())
+        return pc.fill_null(codes, missing)
+    encoded = _dictionary_encode(option_type)
+    lookup = np.full(len(encoded.dictionary) + 1, missing, dtype=np.uint8)
+    for index, name in enumerate(encoded.dictionary.to_pylist()):
+        text = str(name).strip().lower()
+        lookup[index] = 1 if text in _CALL_NAMES else 0 if text in _PUT_NAMES else unknown
+    indices = pc.fill_null(encoded.indices, len(encoded.dictionary))
+    return pa.chunked_array([pc.take(pa.array(lookup), indices)])
+
+
+def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
+    n_underlyings = len(names)
+    values = np.full(n_underlyings, np.nan)
+    real = [index for index, name in enumerate(names) if name is not None]
+    if spot is None:
+        if "spot" not in table.column_names:
+            if black76:
+                return values  # Black-76 rows are priced on their own forward
+            raise ChainError(
+                "no spot: pass spot= (a number, a mapping {underlying: spot}, or a table) "
+                "or add a 'spot' column"
+            )
+        column = _as_float(table.column("spot"), "spot")
+        grouped = (
+            pa.table({"uid": uid, "spot": column})
+            .group_by("uid")
+            .aggregate([("spot", "min"), ("spot", "max")])
+        )
+        ids = grouped.column("uid").to_numpy()
+        lows = grouped.column("spot_min").to_numpy(zero_copy_only=False)
+        highs = grouped.column("spot_max").to_numpy(zero_copy_only=False)
+        varying = [
+            names[uid_value]
+            for uid_value, low, high in zip(ids, lows, highs, strict=True)
+            if names[uid_value] is not None and not np.isclose(low, high, rtol=1e-12, atol=0.0)
+        ]
+        if varying:
+            raise ChainError(
+                f"the 'spot' column varies within underlying(s) {varying[:5]}; GEX needs one "
+                "spot per underlying: pass spot= explicitly"
+            )
+        values[ids] = lows
+    elif isinstance(spot, Mapping):
+        for index in real:
+            if names[index] in spot:
+                values[index] = float(spot[names[index]])
+    elif hasattr(spot, "column_names") or hasattr(spot, "columns"):
+        spot_table = read_chain(spot)
+        mapping = dict(
+            zip(
+                spot_table.column("underlying").to_pylist(),
+                spot_table.column("spot").to_pylist(),
+                strict=True,
+            )
+        )
+        return _per_underlying_spot(table, mapping, names, uid, black76, codes)
+    else:
+        if len(real) > 1:
+            raise ChainError(
+                f"a single spot was given for {len(real)} underlyings ({[names[i] for i in real][:5]}"
+                "...): pass a mapping {underlying: spot}"
+            )
+        values[real] = float(spot)
+    if not black76:
+        bad = [names[index] for index in real if not (values[index] > 0 and math.isfinite(values[index]))]
+        if bad:
+            raise ChainError(f"missing or invalid spot for underlying(s) {bad[:10]}")
+    return values
+
+
+def _carry(table, name, given, names, columns) -> tuple[np.ndarray, bool]:
+    """Per-underlying values of ``rate`` / ``dividend_yield``, or a per-row column."""
+    values = np.zeros(len(names))
+    if given is None and name in table.column_names:
+        column = _as_float(table.column(name), name)
+        low, high = pc.min_max(column).values()
+        if column.null_count == 0 and low.is_valid and low.as_py() == high.as_py():
+            values[:] = low.as_py()
+            return values, False
+        columns[name] = column
+        return values, True
+    if isinstance(given, Mapping):
+        for index, underlying in enumerate(names):
+            if underlying in given:
+                values[index] = float(given[underlying])
+    elif given is not None:
+        values[:] = float(given)
+    if not np.all(np.isfinite(values)):
+        raise ChainError(f"{name} must be finite")
+    return values, False
+
+
+def _multiplier(table, n_underlyings, columns) -> tuple[np.ndarray, bool]:
+    values = np.full(n_underlyings, DEFAULT_MULTIPLIER)
+    if "multiplier" not in table.column_names:
+        return values, False
+    column = _as_float(table.column("multiplier"), "multiplier")
+    low, high = pc.min_max(column).values()
+    if column.null_count == 0 and low.is_valid and low.as_py() == high.as_py():
+        values[:] = low.as_py()
+        return values, False
+    columns["multiplier"] = column
+    return values, True
+
+
+_EMPTY = np.empty(0)
+_EMPTY.flags.writeable = False
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    """A read-only view, so every call compiles (and caches) one signature only."""
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _numpy(batch: pa.RecordBatch, name: str, dtype) -> np.ndarray:
+    if name not in batch.schema.names:
+        return _EMPTY if dtype == np.float64 else np.empty(0, dtype=dtype)
+    column = batch.column(name)
+    if column.null_count:
+        column = column.fill_null(np.nan if dtype == np.float64 else 0)
+    return _readonly(np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype))
+
+
+@dataclass
+class _Accumulated:
+    sums: np.ndarray
+    rows: np.ndarray
+    drops: np.ndarray  # [underlying, reason code]
+    group_sums: np.ndarray | None
+    group_counts: np.ndarray | None
+    values: list[np.ndarray]
+    statuses: list[np.ndarray]
+
+
+def _compensated_add(total: np.ndarray, compensation: np.ndarray, values: np.ndarray) -> None:
+    """Neumaier step, elementwise and in place."""
+    new_total = total + values
+    bigger = np.abs(total) >= np.abs(values)
+    compensation += np.where(bigger, (total - new_total) + values, (values - new_total) + total)
+    total[...] = new_total
+
+
+def _assign_groups(prepared: _Prepared) -> pa.ChunkedArray:
+    """Group id per row for (underlying, strike), via Arrow's hash kernels."""
+    work = prepared.work
+    strike_codes = work.column("strike").dictionary_encode().combine_chunks()
+    n_strikes = max(1, len(strike_codes.dictionary))
+    key = pc.add(
+        pc.multiply(pc.cast(work.column("uid"), pa.int64()), n_strikes),
+        pc.cast(pc.fill_null(strike_codes.indices, 0), pa.int64()),
+    )
+    groups = pc.dictionary_encode(key)
+    groups = groups.combine_chunks() if isinstance(groups, pa.ChunkedArray) else groups
+    keys = groups.dictionary.to_numpy()
+    prepared.n_groups = len(keys)
+    prepared.group_underlying = (keys // n_strikes).astype(np.int64)
+    strikes = strike_codes.dictionary.to_numpy(zero_copy_only=False)
+    prepared.group_strike = strikes[keys % n_strikes] if len(strikes) else np.zeros(len(keys))
+    return pa.chunked_array([groups.indices.cast(pa.int32())])
+
+
+def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) -> _Accumulated:
+    n_underlyings = len(prepared.names)
+    kernel = _kernels.gex_kernel(config)
+    work = prepared.work
+    if by_strike:
+        work = work.append_column("gid", _assign_groups(prepared))
+    call_sign, put_sign = convention.signs
+    spot = _readonly(prepared.spot)
+    rate = _readonly(prepared.rate)
+    dividend = _readonly(prepared.dividend_yield)
+    multiplier_u = _readonly(prepared.multiplier)
+    sums = np.zeros((n_underlyings, 2))
+    compensation = np.zeros((n_underlyings, 2))
+    rows = np.zeros(n_underlyings, dtype=np.int64)
+    drops = np.zeros((n_underlyings, len(_kernels.REASONS) + 1), dtype=np.int64)
+    group_sums = np.zeros((prepared.n_groups, 2)) if by_strike else None
+    group_comp = np.zeros((prepared.n_groups, 2)) if by_strike else None
+    group_counts = np.zeros(prepared.n_groups, dtype=np.int64) if by_strike else None
+    values_kept: list[np.ndarray] = []
+    statuses_kept: list[np.ndarray] = []
+    for batch in work.to_batches():
+        n_rows = batch.num_rows
+        if n_rows == 0:
+            continue
+        uid = _numpy(batch, "uid", np.int32)
+        code = _numpy(batch, "code", np.uint8)
+        # Outputs stay writable (an empty array means "not wanted").
+        values = np.empty(n_rows if (by_strike or per_contract) else 0)
+        status = np.zeros(n_rows, dtype=np.int8)
+        multiplier = _numpy(batch, "multiplier", np.float64) if config.row_multiplier else multiplier_u
+        batch_sums, _, _ = kernel(
+            _numpy(batch, "strike", np.float64), _numpy(batch, "vol", np.float64),
+            _numpy(batch, "time", np.float64), _numpy(batch, "quantity", np.float64),
+            code, uid, spot,
+            _numpy(batch, "rate", np.float64) if config.row_carry else rate,
+            _numpy(batch, "dividend_yield", np.float64) if config.row_carry else dividend,
+            _numpy(batch, "forward", np.float64), _numpy(batch, "gamma", np.float64),
+            multiplier, call_sign, put_sign, unit.scale, min_time, n_underlyings,
+            _kernels.rows_per_block(n_rows, n_underlyings), values, status,
+        )  # fmt: skip
+        _compensated_add(sums, compensation, batch_sums)
+        rows += np.bincount(uid, minlength=n_underlyings)
+        bad = np.flatnonzero(status)
+        if bad.size:
+            np.add.at(drops, (uid[bad], status[bad]), 1)
+        if by_strike:
+            gid = _numpy(batch, "gid", np.int32)
+            _compensated_add(
+                group_sums, group_comp, _kernels.group_sums(values, code, gid, prepared.n_groups)
+            )
+            group_counts += np.bincount(gid[status == 0], minlength=prepared.n_groups)
+        if per_contract:
+            values_kept.append(values)
+            statuses_kept.append(status)
+    return _Accumulated(
+        sums=sums + compensation, rows=rows, drops=drops,
+        group_sums=None if group_sums is None else group_sums + group_comp,
+        group_counts=group_counts, values=values_kept, statuses=statuses_kept,
+    )  # fmt: skip
+
+
+def _assemble(prepared, accumulated, by_strike, per_contract, unit, convention, gamma_source,
+              day_count, settings) -> GexResult:  # fmt: skip
+    names = prepared.names
+    real = [index for index, name in enumerate(names) if name is not None and accumulated.rows[index]]
+    real.sort(key=lambda index: names[index])
+    dropped_per = accumulated.drops.sum(axis=1)
+    sums = accumulated.sums
+    by_underlying = pa.table(
+        {
+            "underlying": pa.array([names[i] for i in real], pa.string()),
+            "spot": pa.array([prepared.spot[i] for i in real], pa.float64(), from_pandas=True),
+            "total_gex": pa.array([sums[i, 0] + sums[i, 1] for i in real], pa.float64()),
+            "call_gex": pa.array([sums[i, 0] for i in real], pa.float64()),
+            "put_gex": pa.array([sums[i, 1] for i in real], pa.float64()),
+            "contracts": pa.array([accumulated.rows[i] - dropped_per[i] for i in real], pa.int64()),
+            "dropped": pa.array([dropped_per[i] for i in real], pa.int64()),
+        },
+        schema=BY_UNDERLYING_SCHEMA,
+    )
+    dropped_rows = {"underlying": [], "reason": [], "count": []}
+    for index, code in zip(*np.nonzero(accumulated.drops), strict=True):
+        dropped_rows["underlying"].append(names[index])
+        dropped_rows["reason"].append(_kernels.REASONS[code - 1])
+        dropped_rows["count"].append(int(accumulated.drops[index, code]))
+    dropped = pa.table(dropped_rows, schema=DROPPED_SCHEMA)
+    strike_table = _strike_table(prepared, accumulated) if by_strike else None
+    contract_table = _contract_table(prepared, accumulated) if per_contract else None
+    return GexResult(
+        by_underlying=by_underlying, by_strike=strike_table, per_contract=contract_table,
+        dropped=dropped, unit=unit, convention=convention, gamma_source=gamma_source,
+        day_count=day_count, settings=settings,
+    )  # fmt: skip
+
+
+def _strike_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
+    keep = np.flatnonzero(accumulated.group_counts > 0)
+    underlying_ids = prepared.group_underlying[keep]
+    names = prepared.names
+    rank = np.empty(len(names), dtype=np.int64)
+    order_names = sorted(range(len(names)), key=lambda index: (names[index] is None, names[index] or ""))
+    rank[order_names] = np.arange(len(names))
+    strikes = prepared.group_strike[keep]
+    order = np.lexsort((strikes, rank[underlying_ids]))
+    keep = keep[order]
+    underlying_ids = underlying_ids[order]
+    strikes = strikes[order]
+    calls = accumulated.group_sums[keep, 0]
+    puts = accumulated.group_sums[keep, 1]
+    net = calls + puts
+    starts = np.flatnonzero(np.r_[True, underlying_ids[1:] != underlying_ids[:-1]]) if keep.size else np.empty(0, np.int64)
+    cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
+    return pa.table(
+        {
+            "underlying": pa.array([names[i] for i in underlying_ids], pa.string()),
+            "strike": strikes,
+            "call_gex": calls,
+            "put_gex": puts,
+            "net_gex": net,
+            "cumulative_net_gex": cumulative,
+            "contracts": accumulated.group_counts[keep],
+        },
+        schema=BY_STRIKE_SCHEMA,
+    )
+
+
+def _contract_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
+    source = prepared.source
+    values = np.concatenate(accumulated.values) if accumulated.values else np.empty(0)
+    status = np.concatenate(accumulated.statuses) if accumulated.statuses else np.empty(0, np.int8)
+    reason_names = pa.array([None, *_kernels.REASONS], pa.string())
+    reasons = pc.take(reason_names, pa.array(status.astype(np.int64)))
+    columns = {
+        name: source.column(name)
+        for name in ("underlying", "expiration", "strike", "option_type")
+        if name in source.column_names
+    }
+    if "time" in prepared.work.column_names:
+        columns["time_to_expiry"] = prepared.work.column("time")
+    columns["gamma"] = _contract_gamma(prepared)
+    columns["gex"] = pa.array(values)
+    columns["drop_reason"] = reasons
+    return pa.table(columns)
+
+
+def _contract_gamma(prepared: _Prepared) -> pa.ChunkedArray:
+    work = prepared.work
+    if "gamma" in work.column_names:
+        return work.column("gamma")
+    pieces = []
+    for batch in work.to_batches():
+        row_carry = prepared.config.row_carry
+        pieces.append(
+            _kernels.contract_gamma(
+                _numpy(batch, "strike", np.float64), _numpy(batch, "vol", np.float64),
+                _numpy(batch, "time", np.float64), _numpy(batch, "uid", np.int32),
+                _readonly(prepared.spot),
+                _numpy(batch, "rate", np.float64) if row_carry else _readonly(prepared.rate),
+                _numpy(batch, "dividend_yield", np.float64) if row_carry
+                else _readonly(prepared.dividend_yield),
+                _numpy(batch, "forward", np.float64), DEFAULT_MIN_TIME_TO_EXPIRY,
+                prepared.config.black76, row_carry,
+            )  # fmt: skip
+        )
+    return pa.chunked_array(pieces, type=pa.float64()) if pieces else pa.chunked_array([], pa.float64())

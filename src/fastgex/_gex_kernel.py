@@ -1,0 +1,302 @@
+"""The fused GEX kernel (CPU). Its compile-time switches are the globals below.
+
+Numba freezes module globals as constants, so every ``if BLACK76:`` is resolved at
+compile time and the hot loop stays branch-free and vectorized. The default
+configuration is this module itself; other configurations are copies of this file
+with the switch lines rewritten (see :func:`fastgex._kernels.gex_kernel`), so each one
+is an ordinary file that Numba's on-disk cache can hold.
+
+Layout of the hot loop (why it looks the way it does):
+
+* Rows are split in fixed-size *blocks* (the parallel unit). The block size depends
+  only on the row and underlying counts, never on the thread count, so totals are
+  bitwise identical for any ``NUMBA_NUM_THREADS``.
+* Each block walks *strips* of ``STRIP_ROWS`` rows. A strip holding one underlying
+  (the common, sorted case) runs a branch-free loop with that underlying's parameters
+  hoisted, and call/put sums fused in; LLVM vectorizes it (this is where the
+  polynomial ``exp``/``log`` pay off). Any invalid row makes the sums NaN, which sends
+  the strip to a careful row-by-row path that names the reason of each bad row.
+* Strip sums enter the block sums with Neumaier compensation; blocks are combined in
+  order, also compensated.
+* Invalid rows contribute exactly 0.0 and get a status code, so nothing is dropped
+  silently and no NaN reaches a total.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from fastgex._formulas import black76_gamma, bsm_gamma
+from fastgex._jit import kernel, scalar_function
+from fastgex._kernel_common import (
+    _BAD_FORWARD,
+    _BAD_GAMMA,
+    _BAD_MULTIPLIER,
+    _BAD_OI,
+    _BAD_POSITION,
+    _BAD_RATE,
+    _BAD_STRIKE,
+    _BAD_TIME,
+    _BAD_VOL,
+    _EXPIRED,
+    _MISSING,
+    _NEGATIVE_OI,
+    _NON_FINITE,
+    _UNKNOWN_TYPE,
+    CALL_CODE,
+    MISSING_CODE,
+    PUT_CODE,
+    REASONS,
+    STRIP_ROWS,
+    _add_to,
+    _finite,
+    _neumaier_add,
+)
+
+# --- compile-time switches (rewritten in generated copies; keep one per line) ---
+BLACK76 = False
+VENDOR_GAMMA = False
+DEALER_POSITION = False
+ROW_CARRY = False
+ROW_MULTIPLIER = False
+HAS_TIME = True
+UNIT_POWER = 2
+# --- end of switches ---
+
+
+@scalar_function
+def row_status(
+    row, strike, vol, time_to_expiry, quantity, option_code, underlying_id, rate,
+    dividend_yield, forward, gamma_column, multiplier,
+):  # fmt: skip
+    """Reason code of one row (0 = valid); the first failing rule wins.
+
+    Only called for rows the fast path found invalid, so clarity beats speed here.
+    """
+    code = np.int8(option_code[row])  # back to the signed codes
+    if code == MISSING_CODE:
+        return _MISSING
+    if code != CALL_CODE and code != PUT_CODE:
+        return _UNKNOWN_TYPE
+    underlying = underlying_id[row]
+    if not (strike[row] > 0.0 and _finite(strike[row])):
+        return _BAD_STRIKE
+    if not VENDOR_GAMMA and not (vol[row] > 0.0 and _finite(vol[row])):
+        return _BAD_VOL
+    amount = quantity[row]
+    if DEALER_POSITION:
+        if not _finite(amount):
+            return _BAD_POSITION
+    elif amount != amount:
+        return _MISSING
+    elif amount < 0.0:
+        return _NEGATIVE_OI
+    elif not _finite(amount):
+        return _BAD_OI
+    if HAS_TIME:
+        if not _finite(time_to_expiry[row]):
+            return _BAD_TIME
+        if time_to_expiry[row] <= 0.0:
+            return _EXPIRED
+    if VENDOR_GAMMA and not (gamma_column[row] >= 0.0 and _finite(gamma_column[row])):
+        return _BAD_GAMMA
+    row_mult = multiplier[row] if ROW_MULTIPLIER else multiplier[underlying]
+    if not (row_mult > 0.0 and _finite(row_mult)):
+        return _BAD_MULTIPLIER
+    if BLACK76 and not (forward[row] > 0.0 and _finite(forward[row])):
+        return _BAD_FORWARD
+    if ROW_CARRY:
+        row_rate = rate[row]
+        row_dividend = dividend_yield[row]
+    else:
+        row_rate = rate[underlying]
+        row_dividend = dividend_yield[underlying]
+    if not (_finite(row_rate) and _finite(row_dividend)):
+        return _BAD_RATE
+    return 0
+
+@scalar_function
+def contract_value(
+    row, strike, vol, time_to_expiry, quantity, option_code, rate, dividend_yield,
+    forward, gamma_column, multiplier, spot_value, rate_value, dividend_value,
+    multiplier_value, call_sign, put_sign, unit_scale, min_time,
+):  # fmt: skip
+    """Signed GEX of one row and whether the row is valid.
+
+    Branch-free on purpose (``&``, not ``and``, and selects) so the loop vectorizes.
+
+    Invalid rows give exactly 0.0; :func:`row_status` says why.
+    """
+    # Codes arrive as uint8, so the negative "read-time" reasons wrap above 1 and one
+    # unsigned compare validates the type.
+    code = option_code[row]
+    row_strike = strike[row]
+    valid = (code <= CALL_CODE) & (row_strike > 0.0)
+    valid = valid & _finite(row_strike)
+    row_vol = 1.0
+    if not VENDOR_GAMMA:
+        row_vol = vol[row]
+        valid = valid & (row_vol > 0.0) & _finite(row_vol)
+    amount = quantity[row]
+    if DEALER_POSITION:
+        valid = valid & _finite(amount)
+    else:
+        valid = valid & (amount >= 0.0) & _finite(amount)
+    row_time = 1.0
+    if HAS_TIME:
+        row_time = time_to_expiry[row]
+        valid = valid & (row_time > 0.0) & _finite(row_time)
+        row_time = max(row_time, min_time)
+    row_gamma = 0.0
+    if VENDOR_GAMMA:
+        row_gamma = gamma_column[row]
+        valid = valid & (row_gamma >= 0.0) & _finite(row_gamma)
+    row_mult = multiplier[row] if ROW_MULTIPLIER else multiplier_value
+    valid = valid & (row_mult > 0.0) & _finite(row_mult)
+    if ROW_CARRY:
+        row_rate = rate[row]
+        row_dividend = dividend_yield[row]
+    else:
+        row_rate = rate_value
+        row_dividend = dividend_value
+    valid = valid & _finite(row_rate) & _finite(row_dividend)
+    if BLACK76:
+        price = forward[row]
+        valid = valid & (price > 0.0) & _finite(price)
+    else:
+        price = spot_value
+    if not VENDOR_GAMMA:
+        if BLACK76:
+            row_gamma = black76_gamma(price, row_strike, row_vol, row_time, row_rate)
+        else:
+            row_gamma = bsm_gamma(
+                price, row_strike, row_vol, row_time, row_rate, row_dividend
+            )
+    if DEALER_POSITION:
+        signed_amount = amount
+    else:
+        call_weight = np.float64(code)
+        signed_amount = amount * (put_sign + (call_sign - put_sign) * call_weight)
+    unit = unit_scale
+    if UNIT_POWER >= 1:
+        unit = unit * price
+    if UNIT_POWER >= 2:
+        unit = unit * price
+    value = row_gamma * signed_amount * row_mult * unit
+    return value if valid else np.nan
+
+@kernel
+def run(
+    strike, vol, time_to_expiry, quantity, option_code, underlying_id, spot, rate,
+    dividend_yield, forward, gamma_column, multiplier, call_sign, put_sign, unit_scale,
+    min_time, n_underlyings, rows_per_block, values_out, status_out,
+):  # fmt: skip
+    """Accumulate call and put GEX per underlying; optionally write per-row values.
+
+    Returns ``(sums, dropped, reasons)``: ``sums[u, 0]`` calls and ``sums[u, 1]``
+    puts of underlying ``u``; ``dropped[u]`` invalid rows of ``u``; ``reasons[c]``
+    rows with status code ``c`` (index 0 unused). ``values_out`` is written when its
+    length equals the row count; ``status_out`` (zero-filled by the caller) gets the
+    code of each invalid row. Pass empty arrays to skip either.
+    """
+    n_rows = strike.size
+    n_blocks = max(1, (n_rows + rows_per_block - 1) // rows_per_block)
+    block_sums = np.zeros((n_blocks, n_underlyings, 2))
+    block_compensation = np.zeros((n_blocks, n_underlyings, 2))
+    block_dropped = np.zeros((n_blocks, n_underlyings), dtype=np.int64)
+    block_reasons = np.zeros((n_blocks, len(REASONS) + 1), dtype=np.int64)
+    write_values = values_out.size == n_rows
+    write_status = status_out.size == n_rows
+    for block in numba.prange(n_blocks):
+        block_start = block * rows_per_block
+        block_stop = min(n_rows, block_start + rows_per_block)
+        for strip_start in range(block_start, block_stop, STRIP_ROWS):
+            # Unsigned indices: numba then skips its negative-index wraparound
+            # check, which otherwise stops LLVM from vectorizing these loops.
+            base = numba.uint64(strip_start)
+            length = numba.uint64(min(STRIP_ROWS, block_stop - strip_start))
+            first_underlying = underlying_id[base]
+            mixed = 0
+            for offset in range(length):
+                mixed += underlying_id[base + offset] != first_underlying
+            clean = False
+            if mixed == 0:
+                # Fast path, one underlying: its parameters are scalars (no gathers)
+                # and the call/put sums are fused into one vectorized loop. An
+                # invalid row yields NaN, which poisons the sums and sends the strip
+                # to the careful path below.
+                spot_value = spot[first_underlying]
+                rate_value = rate[first_underlying] if not ROW_CARRY else 0.0
+                dividend_value = dividend_yield[first_underlying] if not ROW_CARRY else 0.0
+                multiplier_value = multiplier[first_underlying] if not ROW_MULTIPLIER else 0.0
+                call_total = 0.0
+                put_total = 0.0
+                for offset in range(length):
+                    value = contract_value(
+                        base + offset, strike, vol, time_to_expiry, quantity,
+                        option_code, rate, dividend_yield, forward, gamma_column,
+                        multiplier, spot_value, rate_value, dividend_value,
+                        multiplier_value, call_sign, put_sign, unit_scale, min_time,
+                    )  # fmt: skip
+                    if write_values:
+                        values_out[base + offset] = value
+                    # Arithmetic split, not a select: it keeps the loop vectorized.
+                    call_weight = np.float64(option_code[base + offset])
+                    call_total += value * call_weight
+                    put_total += value * (1.0 - call_weight)
+                clean = _finite(call_total) & _finite(put_total)
+                if clean:
+                    _add_to(block_sums, block_compensation, block, first_underlying, 0, call_total)
+                    _add_to(block_sums, block_compensation, block, first_underlying, 1, put_total)
+            if not clean:
+                # Careful path (several underlyings, or invalid rows): row by row,
+                # naming the reason of every row that cannot count.
+                for offset in range(length):
+                    row = base + offset
+                    underlying = underlying_id[row]
+                    value = contract_value(
+                        row, strike, vol, time_to_expiry, quantity, option_code, rate,
+                        dividend_yield, forward, gamma_column, multiplier,
+                        spot[underlying],
+                        rate[underlying] if not ROW_CARRY else 0.0,
+                        dividend_yield[underlying] if not ROW_CARRY else 0.0,
+                        multiplier[underlying] if not ROW_MULTIPLIER else 0.0,
+                        call_sign, put_sign, unit_scale, min_time,
+                    )  # fmt: skip
+                    if not _finite(value):
+                        value = 0.0
+                        status = row_status(
+                            row, strike, vol, time_to_expiry, quantity, option_code,
+                            underlying_id, rate, dividend_yield, forward, gamma_column,
+                            multiplier,
+                        )  # fmt: skip
+                        if status == 0:  # valid inputs, but the result overflowed
+                            status = _NON_FINITE
+                        block_reasons[block, status] += 1
+                        block_dropped[block, underlying] += 1
+                        if write_status:
+                            status_out[row] = status
+                    if write_values:
+                        values_out[row] = value
+                    side = 0 if option_code[row] == CALL_CODE else 1
+                    _add_to(block_sums, block_compensation, block, underlying, side, value)
+    sums = np.zeros((n_underlyings, 2))
+    compensation = np.zeros((n_underlyings, 2))
+    dropped = np.zeros(n_underlyings, dtype=np.int64)
+    reasons = np.zeros(len(REASONS) + 1, dtype=np.int64)
+    for block in range(n_blocks):
+        reasons += block_reasons[block]
+        for underlying in range(n_underlyings):
+            dropped[underlying] += block_dropped[block, underlying]
+            for side in range(2):
+                compensation[underlying, side] += block_compensation[block, underlying, side]
+                total, comp = _neumaier_add(
+                    sums[underlying, side],
+                    compensation[underlying, side],
+                    block_sums[block, underlying, side],
+                )
+                sums[underlying, side] = total
+                compensation[underlying, side] = comp
+    return sums + compensation, dropped, reasons
+

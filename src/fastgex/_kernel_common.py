@@ -1,0 +1,113 @@
+"""Status codes, the kernel configuration and small compensated-sum helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastgex._jit import scalar_function
+
+#: Drop reasons; a row's status code is its index here plus one (0 = valid).
+REASONS: tuple[str, ...] = (
+    "missing_value",
+    "unknown_option_type",
+    "invalid_strike",
+    "invalid_implied_vol",
+    "negative_open_interest",
+    "invalid_open_interest",
+    "invalid_dealer_position",
+    "invalid_time_to_expiry",
+    "expired",
+    "invalid_gamma",
+    "invalid_multiplier",
+    "invalid_forward",
+    "invalid_rate",
+    "non_finite_result",
+)
+STATUS = {reason: code for code, reason in enumerate(REASONS, start=1)}
+
+#: Option codes carried per row (int8). Negative codes are reasons found while reading.
+CALL_CODE = 1
+PUT_CODE = 0
+UNKNOWN_TYPE_CODE = -1
+MISSING_CODE = -2
+
+STRIP_ROWS = 512
+BLOCK_ROWS = 1 << 16
+#: Upper bound on per-block partial sums held at once (blocks x underlyings).
+MAX_BLOCK_PARTIALS = 1 << 22
+
+_MISSING = STATUS["missing_value"]
+_UNKNOWN_TYPE = STATUS["unknown_option_type"]
+_BAD_STRIKE = STATUS["invalid_strike"]
+_BAD_VOL = STATUS["invalid_implied_vol"]
+_NEGATIVE_OI = STATUS["negative_open_interest"]
+_BAD_OI = STATUS["invalid_open_interest"]
+_BAD_POSITION = STATUS["invalid_dealer_position"]
+_BAD_TIME = STATUS["invalid_time_to_expiry"]
+_EXPIRED = STATUS["expired"]
+_BAD_GAMMA = STATUS["invalid_gamma"]
+_BAD_MULTIPLIER = STATUS["invalid_multiplier"]
+_BAD_FORWARD = STATUS["invalid_forward"]
+_BAD_RATE = STATUS["invalid_rate"]
+_NON_FINITE = STATUS["non_finite_result"]
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Compile-time choices; each distinct config is one specialized, cached kernel.
+
+    Attributes
+    ----------
+    black76 : bool
+        Price each row on its own ``forward`` (Black-76) instead of the underlying spot.
+    vendor_gamma : bool
+        Take gamma from the chain's column instead of the model.
+    dealer_position : bool
+        The quantity column holds signed dealer contracts (no convention sign applied).
+    row_carry : bool
+        ``rate``/``dividend_yield`` arrays are per row (else per underlying).
+    row_multiplier : bool
+        ``multiplier`` is per row (else per underlying).
+    has_time : bool
+        A time-to-expiry array is present (always, unless vendor gamma without dates).
+    unit_power : int
+        Power of the price in the unit factor: 2 ($ per 1%), 1 ($ per point), 0 (shares).
+    """
+
+    black76: bool = False
+    vendor_gamma: bool = False
+    dealer_position: bool = False
+    row_carry: bool = False
+    row_multiplier: bool = False
+    has_time: bool = True
+    unit_power: int = 2
+
+
+@scalar_function
+def _finite(value: float) -> bool:
+    return abs(value) < np.inf
+
+
+@scalar_function
+def _neumaier_add(total: float, compensation: float, value: float) -> tuple[float, float]:
+    """One step of Neumaier (improved Kahan) summation."""
+    new_total = total + value
+    if abs(total) >= abs(value):
+        compensation += (total - new_total) + value
+    else:
+        compensation += (value - new_total) + total
+    return new_total, compensation
+
+
+@scalar_function
+def _add_to(sums, compensation, block, underlying, side, value):
+    """Compensated ``sums[block, underlying, side] += value``."""
+    total, comp = _neumaier_add(
+        sums[block, underlying, side], compensation[block, underlying, side], value
+    )
+    sums[block, underlying, side] = total
+    compensation[block, underlying, side] = comp
+
+
