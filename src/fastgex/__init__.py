@@ -10,7 +10,8 @@ reference implementation in :mod:`fastgex.reference`.
 """
 
 from fastgex._chain import read_chain
-from fastgex._gex import ChainError, GexResult, InvalidRowsError, gex
+from fastgex._errors import ChainError, InvalidRowsError
+from fastgex._gex import GexResult, gex
 from fastgex.conventions import Convention, DayCount, GammaSource, Unit
 
 __version__ = "0.1.0"

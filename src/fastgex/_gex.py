@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from fastgex import _kernels
 from fastgex._chain import ALIASES, read_chain
+from fastgex._errors import ChainError, InvalidRowsError
 from fastgex._timing import parse_settlement, snapshot_nanos, time_to_expiry
 from fastgex.conventions import (
     Convention,
@@ -64,18 +65,6 @@ BY_STRIKE_SCHEMA = pa.schema(
 DROPPED_SCHEMA = pa.schema(
     [("underlying", pa.string()), ("reason", pa.string()), ("count", pa.int64())]
 )
-
-
-class ChainError(ValueError):
-    """A chain that cannot be used as given (missing column, wrong type, bad spot...)."""
-
-
-class InvalidRowsError(ChainError):
-    """Raised with ``on_invalid="raise"`` when rows would be dropped."""
-
-    def __init__(self, message: str, dropped: pa.Table) -> None:
-        super().__init__(message)
-        self.dropped = dropped
 
 
 @dataclass(frozen=True)
@@ -473,11 +462,8 @@ def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
         ids = grouped.column("uid").to_numpy()
         lows = grouped.column("spot_min").to_numpy(zero_copy_only=False)
         highs = grouped.column("spot_max").to_numpy(zero_copy_only=False)
-        varying = [
-            names[uid_value]
-            for uid_value, low, high in zip(ids, lows, highs, strict=True)
-            if names[uid_value] is not None and not np.isclose(low, high, rtol=1e-12, atol=0.0)
-        ]
+        differs = ~np.isclose(lows, highs, rtol=1e-12, atol=0.0) & ~(np.isnan(lows) & np.isnan(highs))
+        varying = [names[uid_value] for uid_value in ids[differs] if names[uid_value] is not None]
         if varying:
             raise ChainError(
                 f"the 'spot' column varies within underlying(s) {varying[:5]}; GEX needs one "

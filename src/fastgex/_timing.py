@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fastgex._errors import ChainError
 from fastgex.conventions import DayCount
 
 SECONDS_PER_DAY = 86_400.0
@@ -89,7 +90,7 @@ def settlement_nanos(
         expiration = expiration.cast(kind.value_type)
         kind = expiration.type
     if not (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
-        raise TypeError(
+        raise ChainError(
             f"column 'expiration' has type {kind}; expected a date, a timestamp or ISO strings"
         )
     encoded = expiration.dictionary_encode().combine_chunks()
@@ -122,7 +123,7 @@ def _parse_string_expirations(expiration: pa.ChunkedArray) -> pa.ChunkedArray:
             continue
         return parsed
     sample = pc.drop_null(expiration)[:1].to_pylist()
-    raise ValueError(
+    raise ChainError(
         f"cannot read column 'expiration' as dates: e.g. {sample}; "
         "use ISO dates (YYYY-MM-DD), YYYYMMDD, or an Arrow date/timestamp column"
     )
@@ -136,13 +137,13 @@ def snapshot_nanos(
         instant = parse_snapshot(snapshot_time, zone)
         return settlement_instant_of(instant)
     if column is None:
-        raise ValueError(
+        raise ChainError(
             "snapshot_time is required to turn 'expiration' into time to expiry: pass "
             "snapshot_time=..., add a 'snapshot_time' column, or give 'time_to_expiry' in years"
         )
     kind = column.type
     if not pa.types.is_timestamp(kind):
-        raise TypeError(f"column 'snapshot_time' has type {kind}; expected a timestamp")
+        raise ChainError(f"column 'snapshot_time' has type {kind}; expected a timestamp")
     if kind.tz is None:
         # Naive timestamps are local times in the settlement zone.
         column = pc.assume_timezone(column, timezone=zone.key)

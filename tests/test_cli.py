@@ -1,0 +1,65 @@
+"""The console script: fastgex demo and fastgex gex."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from fastgex.cli import main
+from fastgex.sample import sample_chain
+
+
+def test_demo_prints_totals_and_strikes(capsys):
+    assert main(["demo", "--contracts", "20000", "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "SPX" in out and "Largest |net GEX| strikes" in out and "not which way" in out
+
+
+def test_demo_json(capsys):
+    assert main(["demo", "--contracts", "20000", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["underlyings"]) > 1
+    assert {"underlying", "spot", "total_gex", "call_gex", "put_gex", "contracts", "dropped"} <= set(
+        payload["underlyings"][0]
+    )
+
+
+@pytest.fixture
+def chain_file(tmp_path):
+    path = tmp_path / "chain.parquet"
+    pq.write_table(sample_chain("SPX", 4700.0, seed=1), path)
+    return path
+
+
+def test_gex_json_and_out(chain_file, tmp_path, capsys):
+    out_csv = tmp_path / "strikes.csv"
+    code = main(["gex", str(chain_file), "--json", "--convention", "long_calls_short_puts",
+                 "--out", str(out_csv)])  # fmt: skip
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    (entry,) = payload["underlyings"]
+    assert entry["underlying"] == "SPX" and entry["spot"] == 4700.0
+    assert entry["total_gex"] == pytest.approx(entry["call_gex"] + entry["put_gex"], rel=1e-12)
+    assert payload["convention"] == "long_calls_short_puts"
+    assert out_csv.read_text().startswith('"underlying","strike"')
+    out_parquet = tmp_path / "strikes.parquet"
+    assert main(["gex", str(chain_file), "--out", str(out_parquet), "--unit", "shares_per_dollar"]) == 0
+    assert pq.read_table(out_parquet).num_rows > 100
+
+
+def test_gex_errors_are_clear(tmp_path, capsys):
+    assert main(["gex", str(tmp_path / "missing.parquet")]) == 2
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["gex", "x.csv", "--unit", "furlongs"])
+
+
+def test_console_script_entry_point():
+    completed = subprocess.run(
+        [sys.executable, "-m", "fastgex", "--version"], capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.startswith("fastgex ")
