@@ -10,7 +10,8 @@ import pytest
 #: Real chains live beside the project (``../shared/data/chains``); never copied in.
 CHAINS_DIR = Path(
     os.environ.get(
-        "FASTGEX_CHAINS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chains"
+        "FASTGEX_CHAINS_DIR",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chains",
     )
 )
 

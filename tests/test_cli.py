@@ -23,9 +23,15 @@ def test_demo_json(capsys):
     assert main(["demo", "--contracts", "20000", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert len(payload["underlyings"]) > 1
-    assert {"underlying", "spot", "total_gex", "call_gex", "put_gex", "contracts", "dropped"} <= set(
-        payload["underlyings"][0]
-    )
+    assert {
+        "underlying",
+        "spot",
+        "total_gex",
+        "call_gex",
+        "put_gex",
+        "contracts",
+        "dropped",
+    } <= set(payload["underlyings"][0])
 
 
 @pytest.fixture
@@ -47,7 +53,10 @@ def test_gex_json_and_out(chain_file, tmp_path, capsys):
     assert payload["convention"] == "long_calls_short_puts"
     assert out_csv.read_text().startswith('"underlying","strike"')
     out_parquet = tmp_path / "strikes.parquet"
-    assert main(["gex", str(chain_file), "--out", str(out_parquet), "--unit", "shares_per_dollar"]) == 0
+    assert (
+        main(["gex", str(chain_file), "--out", str(out_parquet), "--unit", "shares_per_dollar"])
+        == 0
+    )
     assert pq.read_table(out_parquet).num_rows > 100
 
 

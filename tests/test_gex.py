@@ -31,7 +31,9 @@ def _with_years(table: pa.Table) -> pa.Table:
         settle = dt.datetime.combine(expiry, dt.time(16, 0), NEW_YORK)
         years[expiry] = (settle - snapshot).total_seconds() / (365.0 * 86400.0)
     column = pa.array([years[e] for e in table.column("expiration").to_pylist()], pa.float64())
-    return table.drop_columns(["expiration", "snapshot_time"]).append_column("time_to_expiry", column)
+    return table.drop_columns(["expiration", "snapshot_time"]).append_column(
+        "time_to_expiry", column
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,9 @@ def _compare(result: fastgex.GexResult, expected: reference.ReferenceResult) -> 
         _assert_sums_close(ours["cumulative_net_gex"], exact["cumulative_net"], magnitude)
 
 
-@pytest.mark.parametrize("convention", ["short_calls_long_puts", "long_calls_short_puts", "short_all"])
+@pytest.mark.parametrize(
+    "convention", ["short_calls_long_puts", "long_calls_short_puts", "short_all"]
+)
 @pytest.mark.parametrize("unit", ["dollars_per_1pct", "dollars_per_point", "shares_per_dollar"])
 def test_model_gamma_matches_reference(chain, convention, unit):
     result = fastgex.gex(chain, convention=convention, unit=unit, per_contract=True)
@@ -92,9 +96,10 @@ def test_per_row_rate_and_multiplier_columns(chain):
     rng = np.random.default_rng(5)
     varied = chain.append_column("rate", pa.array(rng.uniform(0.0, 0.06, chain.num_rows)))
     varied = varied.set_column(
-        varied.column_names.index("multiplier"), "multiplier",
+        varied.column_names.index("multiplier"),
+        "multiplier",
         pa.array(rng.choice([10.0, 100.0], chain.num_rows)),
-    )  # fmt: skip
+    )
     result = fastgex.gex(varied, per_contract=True)
     _compare(result, reference.gex_reference(_rows(varied)))
 
@@ -134,7 +139,10 @@ def test_whole_market_many_underlyings():
 def _plain_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(
         [
-            pa.field(field.name, field.type.value_type if pa.types.is_dictionary(field.type) else field.type)
+            pa.field(
+                field.name,
+                field.type.value_type if pa.types.is_dictionary(field.type) else field.type,
+            )
             for field in schema
         ]
     )
@@ -181,10 +189,14 @@ def test_arrow_c_stream_objects(chain):
 
 
 def test_columns_mapping_and_aliases(chain):
-    renamed = chain.rename_columns(
-        ["Ticker" if n == "underlying" else "Strike Px" if n == "strike" else "cp" if n == "option_type"
-         else "OI" if n == "open_interest" else "IV" if n == "implied_vol" else n for n in chain.column_names]
-    )  # fmt: skip
+    user_names = {
+        "underlying": "Ticker",
+        "strike": "Strike Px",
+        "option_type": "cp",
+        "open_interest": "OI",
+        "implied_vol": "IV",
+    }
+    renamed = chain.rename_columns([user_names.get(n, n) for n in chain.column_names])
     expected = fastgex.gex(chain).total()
     assert fastgex.gex(renamed, columns={"Strike Px": "strike"}).total() == expected
     with pytest.raises(fastgex.ChainError, match="strike"):
@@ -193,9 +205,16 @@ def test_columns_mapping_and_aliases(chain):
 
 def test_zero_copy_for_float64_columns(chain):
     prepared = fastgex._gex._prepare(
-        chain, spot=None, snapshot_time=None, gamma_source=fastgex.GammaSource.MODEL, rate=None,
-        dividend_yield=None, day_count=fastgex.DayCount(), settlement=dt.time(16), zone=NEW_YORK,
-    )  # fmt: skip
+        chain,
+        spot=None,
+        snapshot_time=None,
+        gamma_source=fastgex.GammaSource.MODEL,
+        rate=None,
+        dividend_yield=None,
+        day_count=fastgex.DayCount(),
+        settlement=dt.time(16),
+        zone=NEW_YORK,
+    )
     source = chain.column("strike").chunk(0).buffers()[1]
     used = prepared.work.column("strike").chunk(0).buffers()[1]
     assert source.address == used.address  # the kernel reads the caller's buffer

@@ -61,7 +61,10 @@ def test_am_settlement_and_custom_zone():
     assert years[0] == pytest.approx(_seconds(settle, snapshot) / YEAR_SECONDS)
     # Deribit: 08:00 UTC.
     _, years = _years(
-        _chain([dt.date(2024, 1, 10)]), snapshot_time=snapshot, settlement="08:00", settlement_tz="UTC"
+        _chain([dt.date(2024, 1, 10)]),
+        snapshot_time=snapshot,
+        settlement="08:00",
+        settlement_tz="UTC",
     )
     assert years[0] == pytest.approx(50 * 3600 / YEAR_SECONDS)  # 06:00 -> 08:00 two days on
 
@@ -113,9 +116,13 @@ def test_business_day_counts_follow_the_public_script():
     counts = np.busday_count(np.datetime64("2024-01-07"), np.array(expiries, dtype="datetime64[D]"))
     expected = np.maximum(counts, 1) / 262.0
     np.testing.assert_allclose(years, expected, rtol=1e-15)
-    _, years = _years(_chain(expiries, snapshot), day_count=DayCount("business", 252, ("2024-01-15",)))
+    _, years = _years(
+        _chain(expiries, snapshot), day_count=DayCount("business", 252, ("2024-01-15",))
+    )
     counts = np.busday_count(
-        np.datetime64("2024-01-07"), np.array(expiries, dtype="datetime64[D]"), holidays=["2024-01-15"]
+        np.datetime64("2024-01-07"),
+        np.array(expiries, dtype="datetime64[D]"),
+        holidays=["2024-01-15"],
     )
     np.testing.assert_allclose(years, np.maximum(counts, 1) / 252.0, rtol=1e-15)
 

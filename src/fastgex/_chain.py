@@ -41,8 +41,23 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "strike": ("strike", "strike_price", "k", "strikeprice"),
     "option_type": ("option_type", "type", "right", "cp", "call_put", "put_call", "cp_flag"),
     "open_interest": ("open_interest", "oi", "openinterest", "open_int"),
-    "implied_vol": ("implied_vol", "iv", "vol", "volatility", "impliedvolatility", "implied_volatility", "mark_iv_fraction"),
-    "expiration": ("expiration", "expiry", "expiration_date", "exp", "expiry_date", "expirationdate"),
+    "implied_vol": (
+        "implied_vol",
+        "iv",
+        "vol",
+        "volatility",
+        "impliedvolatility",
+        "implied_volatility",
+        "mark_iv_fraction",
+    ),
+    "expiration": (
+        "expiration",
+        "expiry",
+        "expiration_date",
+        "exp",
+        "expiry_date",
+        "expirationdate",
+    ),
     "snapshot_time": ("snapshot_time", "quote_time", "quote_datetime", "timestamp", "as_of"),
     "time_to_expiry": ("time_to_expiry", "dte_years", "t", "tte", "years_to_expiry"),
     "multiplier": ("multiplier", "contract_multiplier", "contract_size"),
@@ -61,7 +76,9 @@ def _squash(name: str) -> str:
     return name.strip().lower().replace("_", "").replace(" ", "").replace("-", "")
 
 
-_ALIAS_LOOKUP = {_squash(alias): canonical for canonical, names in ALIASES.items() for alias in names}
+_ALIAS_LOOKUP = {
+    _squash(alias): canonical for canonical, names in ALIASES.items() for alias in names
+}
 
 
 def read_chain(
@@ -222,4 +239,4 @@ def _read_ipc(path: Path) -> pa.Table:
 def _looks_like_cboe(path: Path) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(4096)
-    return b"Expiration Date" in head and b"Calls" in head or head.lstrip().startswith(b"{")
+    return (b"Expiration Date" in head and b"Calls" in head) or head.lstrip().startswith(b"{")

@@ -18,7 +18,12 @@ INV_SQRT_TWO_PI = 0.3989422804014327
 
 @scalar_function
 def bsm_gamma(
-    spot: float, strike: float, vol: float, time_to_expiry: float, rate: float, dividend_yield: float
+    spot: float,
+    strike: float,
+    vol: float,
+    time_to_expiry: float,
+    rate: float,
+    dividend_yield: float,
 ) -> float:
     """Black-Scholes-Merton gamma per share (calls and puts alike).
 

@@ -245,10 +245,16 @@ def gex(
         raise ValueError("min_time_to_expiry must be a positive number of years")
     table = read_chain(chain, format=format, columns=columns)
     prepared = _prepare(
-        table, spot=spot, snapshot_time=snapshot_time, gamma_source=gamma_source,
-        rate=rate, dividend_yield=dividend_yield, day_count=day_count,
-        settlement=settlement_time, zone=zone,
-    )  # fmt: skip
+        table,
+        spot=spot,
+        snapshot_time=snapshot_time,
+        gamma_source=gamma_source,
+        rate=rate,
+        dividend_yield=dividend_yield,
+        day_count=day_count,
+        settlement=settlement_time,
+        zone=zone,
+    )
     settings = {
         "settlement": settlement_time,
         "settlement_tz": settlement_tz,
@@ -266,12 +272,24 @@ def gex(
         has_time=prepared.config.has_time,
         unit_power=unit.price_power,
     )
-    accumulated = _run(prepared, config, convention, unit, min_time_to_expiry, by_strike, per_contract)
-    result = _assemble(prepared, accumulated, by_strike, per_contract, unit, convention,
-                       gamma_source, day_count, settings)  # fmt: skip
+    accumulated = _run(
+        prepared, config, convention, unit, min_time_to_expiry, by_strike, per_contract
+    )
+    result = _assemble(
+        prepared,
+        accumulated,
+        by_strike,
+        per_contract,
+        unit,
+        convention,
+        gamma_source,
+        day_count,
+        settings,
+    )
     if on_invalid == "raise" and result.dropped_count:
         summary = ", ".join(
-            f"{row['underlying']}/{row['reason']}: {row['count']}" for row in result.dropped.to_pylist()[:10]
+            f"{row['underlying']}/{row['reason']}: {row['count']}"
+            for row in result.dropped.to_pylist()[:10]
         )
         raise InvalidRowsError(f"{result.dropped_count} invalid rows ({summary})", result.dropped)
     return result
@@ -327,8 +345,9 @@ def _as_float(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     raise ChainError(f"column {name!r} has type {kind}; expected a number")
 
 
-def _prepare(table, *, spot, snapshot_time, gamma_source, rate, dividend_yield, day_count,
-             settlement, zone) -> _Prepared:  # fmt: skip
+def _prepare(
+    table, *, spot, snapshot_time, gamma_source, rate, dividend_yield, day_count, settlement, zone
+) -> _Prepared:
     vendor = gamma_source is GammaSource.COLUMN
     has_position = "dealer_position" in table.column_names
     black76 = "forward" in table.column_names
@@ -362,8 +381,10 @@ def _prepare(table, *, spot, snapshot_time, gamma_source, rate, dividend_yield, 
     if "time_to_expiry" in table.column_names:
         columns["time"] = _as_float(table.column("time_to_expiry"), "time_to_expiry")
     elif "expiration" in table.column_names:
-        snapshot = snapshot_nanos(snapshot_time, table.column("snapshot_time")
-                                  if "snapshot_time" in table.column_names else None, zone)  # fmt: skip
+        snapshot_column = (
+            table.column("snapshot_time") if "snapshot_time" in table.column_names else None
+        )
+        snapshot = snapshot_nanos(snapshot_time, snapshot_column, zone)
         if isinstance(snapshot, int):
             snapshot_dt = dt.datetime.fromtimestamp(snapshot / 1e9, tz=dt.timezone.utc)
         columns["time"] = time_to_expiry(
@@ -409,11 +430,16 @@ def _prepare(table, *, spot, snapshot_time, gamma_source, rate, dividend_yield, 
     columns["code"] = codes
     work = pa.table(columns)
     return _Prepared(
-        source=table, work=work, names=names, spot=spot_array, rate=rate_array,
-        dividend_yield=div_array, multiplier=mult_array,
+        source=table,
+        work=work,
+        names=names,
+        spot=spot_array,
+        rate=rate_array,
+        dividend_yield=div_array,
+        multiplier=mult_array,
         config=_Flags(black76, has_position, row_carry, row_multiplier, has_time),
         snapshot=snapshot_dt,
-    )  # fmt: skip
+    )
 
 
 def _dictionary_encode(column: pa.ChunkedArray) -> pa.DictionaryArray:
@@ -462,7 +488,9 @@ def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
         ids = grouped.column("uid").to_numpy()
         lows = grouped.column("spot_min").to_numpy(zero_copy_only=False)
         highs = grouped.column("spot_max").to_numpy(zero_copy_only=False)
-        differs = ~np.isclose(lows, highs, rtol=1e-12, atol=0.0) & ~(np.isnan(lows) & np.isnan(highs))
+        differs = ~np.isclose(lows, highs, rtol=1e-12, atol=0.0) & ~(
+            np.isnan(lows) & np.isnan(highs)
+        )
         varying = [names[uid_value] for uid_value in ids[differs] if names[uid_value] is not None]
         if varying:
             raise ChainError(
@@ -487,12 +515,16 @@ def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
     else:
         if len(real) > 1:
             raise ChainError(
-                f"a single spot was given for {len(real)} underlyings ({[names[i] for i in real][:5]}"
-                "...): pass a mapping {underlying: spot}"
+                f"a single spot was given for {len(real)} underlyings "
+                f"({[names[i] for i in real][:5]}...): pass a mapping {{underlying: spot}}"
             )
         values[real] = float(spot)
     if not black76:
-        bad = [names[index] for index in real if not (values[index] > 0 and math.isfinite(values[index]))]
+        bad = [
+            names[index]
+            for index in real
+            if not (values[index] > 0 and math.isfinite(values[index]))
+        ]
         if bad:
             raise ChainError(f"missing or invalid spot for underlying(s) {bad[:10]}")
     return values
@@ -622,17 +654,31 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
         # Outputs stay writable (an empty array means "not wanted").
         values = np.empty(n_rows if (by_strike or per_contract) else 0)
         status = np.zeros(n_rows, dtype=np.int8)
-        multiplier = _numpy(batch, "multiplier", np.float64) if config.row_multiplier else multiplier_u
+        multiplier = (
+            _numpy(batch, "multiplier", np.float64) if config.row_multiplier else multiplier_u
+        )
         batch_sums, _, _ = kernel(
-            _numpy(batch, "strike", np.float64), _numpy(batch, "vol", np.float64),
-            _numpy(batch, "time", np.float64), _numpy(batch, "quantity", np.float64),
-            code, uid, spot,
+            _numpy(batch, "strike", np.float64),
+            _numpy(batch, "vol", np.float64),
+            _numpy(batch, "time", np.float64),
+            _numpy(batch, "quantity", np.float64),
+            code,
+            uid,
+            spot,
             _numpy(batch, "rate", np.float64) if config.row_carry else rate,
             _numpy(batch, "dividend_yield", np.float64) if config.row_carry else dividend,
-            _numpy(batch, "forward", np.float64), _numpy(batch, "gamma", np.float64),
-            multiplier, call_sign, put_sign, unit.scale, min_time, n_underlyings,
-            _kernels.rows_per_block(n_rows, n_underlyings), values, status,
-        )  # fmt: skip
+            _numpy(batch, "forward", np.float64),
+            _numpy(batch, "gamma", np.float64),
+            multiplier,
+            call_sign,
+            put_sign,
+            unit.scale,
+            min_time,
+            n_underlyings,
+            _kernels.rows_per_block(n_rows, n_underlyings),
+            values,
+            status,
+        )
         _compensated_add(sums, compensation, batch_sums)
         rows += np.bincount(uid, minlength=n_underlyings)
         bad = np.flatnonzero(status)
@@ -648,16 +694,31 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
             values_kept.append(values)
             statuses_kept.append(status)
     return _Accumulated(
-        sums=sums + compensation, rows=rows, drops=drops,
+        sums=sums + compensation,
+        rows=rows,
+        drops=drops,
         group_sums=None if group_sums is None else group_sums + group_comp,
-        group_counts=group_counts, values=values_kept, statuses=statuses_kept,
-    )  # fmt: skip
+        group_counts=group_counts,
+        values=values_kept,
+        statuses=statuses_kept,
+    )
 
 
-def _assemble(prepared, accumulated, by_strike, per_contract, unit, convention, gamma_source,
-              day_count, settings) -> GexResult:  # fmt: skip
+def _assemble(
+    prepared,
+    accumulated,
+    by_strike,
+    per_contract,
+    unit,
+    convention,
+    gamma_source,
+    day_count,
+    settings,
+) -> GexResult:
     names = prepared.names
-    real = [index for index, name in enumerate(names) if name is not None and accumulated.rows[index]]
+    real = [
+        index for index, name in enumerate(names) if name is not None and accumulated.rows[index]
+    ]
     real.sort(key=lambda index: names[index])
     dropped_per = accumulated.drops.sum(axis=1)
     sums = accumulated.sums
@@ -682,10 +743,16 @@ def _assemble(prepared, accumulated, by_strike, per_contract, unit, convention, 
     strike_table = _strike_table(prepared, accumulated) if by_strike else None
     contract_table = _contract_table(prepared, accumulated) if per_contract else None
     return GexResult(
-        by_underlying=by_underlying, by_strike=strike_table, per_contract=contract_table,
-        dropped=dropped, unit=unit, convention=convention, gamma_source=gamma_source,
-        day_count=day_count, settings=settings,
-    )  # fmt: skip
+        by_underlying=by_underlying,
+        by_strike=strike_table,
+        per_contract=contract_table,
+        dropped=dropped,
+        unit=unit,
+        convention=convention,
+        gamma_source=gamma_source,
+        day_count=day_count,
+        settings=settings,
+    )
 
 
 def _strike_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
@@ -693,7 +760,9 @@ def _strike_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
     underlying_ids = prepared.group_underlying[keep]
     names = prepared.names
     rank = np.empty(len(names), dtype=np.int64)
-    order_names = sorted(range(len(names)), key=lambda index: (names[index] is None, names[index] or ""))
+    order_names = sorted(
+        range(len(names)), key=lambda index: (names[index] is None, names[index] or "")
+    )
     rank[order_names] = np.arange(len(names))
     strikes = prepared.group_strike[keep]
     order = np.lexsort((strikes, rank[underlying_ids]))
@@ -703,7 +772,11 @@ def _strike_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
     calls = accumulated.group_sums[keep, 0]
     puts = accumulated.group_sums[keep, 1]
     net = calls + puts
-    starts = np.flatnonzero(np.r_[True, underlying_ids[1:] != underlying_ids[:-1]]) if keep.size else np.empty(0, np.int64)
+    starts = (
+        np.flatnonzero(np.r_[True, underlying_ids[1:] != underlying_ids[:-1]])
+        if keep.size
+        else np.empty(0, np.int64)
+    )
     cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
     return pa.table(
         {
@@ -747,14 +820,23 @@ def _contract_gamma(prepared: _Prepared) -> pa.ChunkedArray:
         row_carry = prepared.config.row_carry
         pieces.append(
             _kernels.contract_gamma(
-                _numpy(batch, "strike", np.float64), _numpy(batch, "vol", np.float64),
-                _numpy(batch, "time", np.float64), _numpy(batch, "uid", np.int32),
+                _numpy(batch, "strike", np.float64),
+                _numpy(batch, "vol", np.float64),
+                _numpy(batch, "time", np.float64),
+                _numpy(batch, "uid", np.int32),
                 _readonly(prepared.spot),
                 _numpy(batch, "rate", np.float64) if row_carry else _readonly(prepared.rate),
-                _numpy(batch, "dividend_yield", np.float64) if row_carry
+                _numpy(batch, "dividend_yield", np.float64)
+                if row_carry
                 else _readonly(prepared.dividend_yield),
-                _numpy(batch, "forward", np.float64), DEFAULT_MIN_TIME_TO_EXPIRY,
-                prepared.config.black76, row_carry,
-            )  # fmt: skip
+                _numpy(batch, "forward", np.float64),
+                DEFAULT_MIN_TIME_TO_EXPIRY,
+                prepared.config.black76,
+                row_carry,
+            )
         )
-    return pa.chunked_array(pieces, type=pa.float64()) if pieces else pa.chunked_array([], pa.float64())
+    return (
+        pa.chunked_array(pieces, type=pa.float64())
+        if pieces
+        else pa.chunked_array([], pa.float64())
+    )

@@ -67,9 +67,19 @@ UNIT_POWER = 2
 
 @scalar_function
 def row_status(
-    row, strike, vol, time_to_expiry, quantity, option_code, underlying_id, rate,
-    dividend_yield, forward, gamma_column, multiplier,
-):  # fmt: skip
+    row,
+    strike,
+    vol,
+    time_to_expiry,
+    quantity,
+    option_code,
+    underlying_id,
+    rate,
+    dividend_yield,
+    forward,
+    gamma_column,
+    multiplier,
+):
     """Reason code of one row (0 = valid); the first failing rule wins.
 
     Only called for rows the fast path found invalid, so clarity beats speed here.
@@ -116,12 +126,29 @@ def row_status(
         return _BAD_RATE
     return 0
 
+
 @scalar_function
 def contract_value(
-    row, strike, vol, time_to_expiry, quantity, option_code, rate, dividend_yield,
-    forward, gamma_column, multiplier, spot_value, rate_value, dividend_value,
-    multiplier_value, call_sign, put_sign, unit_scale, min_time,
-):  # fmt: skip
+    row,
+    strike,
+    vol,
+    time_to_expiry,
+    quantity,
+    option_code,
+    rate,
+    dividend_yield,
+    forward,
+    gamma_column,
+    multiplier,
+    spot_value,
+    rate_value,
+    dividend_value,
+    multiplier_value,
+    call_sign,
+    put_sign,
+    unit_scale,
+    min_time,
+):
     """Signed GEX of one row and whether the row is valid.
 
     Branch-free on purpose (``&``, not ``and``, and selects) so the loop vectorizes.
@@ -170,9 +197,7 @@ def contract_value(
         if BLACK76:
             row_gamma = black76_gamma(price, row_strike, row_vol, row_time, row_rate)
         else:
-            row_gamma = bsm_gamma(
-                price, row_strike, row_vol, row_time, row_rate, row_dividend
-            )
+            row_gamma = bsm_gamma(price, row_strike, row_vol, row_time, row_rate, row_dividend)
     if DEALER_POSITION:
         signed_amount = amount
     else:
@@ -186,12 +211,30 @@ def contract_value(
     value = row_gamma * signed_amount * row_mult * unit
     return value if valid else np.nan
 
+
 @kernel
 def run(
-    strike, vol, time_to_expiry, quantity, option_code, underlying_id, spot, rate,
-    dividend_yield, forward, gamma_column, multiplier, call_sign, put_sign, unit_scale,
-    min_time, n_underlyings, rows_per_block, values_out, status_out,
-):  # fmt: skip
+    strike,
+    vol,
+    time_to_expiry,
+    quantity,
+    option_code,
+    underlying_id,
+    spot,
+    rate,
+    dividend_yield,
+    forward,
+    gamma_column,
+    multiplier,
+    call_sign,
+    put_sign,
+    unit_scale,
+    min_time,
+    n_underlyings,
+    rows_per_block,
+    values_out,
+    status_out,
+):
     """Accumulate call and put GEX per underlying; optionally write per-row values.
 
     Returns ``(sums, dropped, reasons)``: ``sums[u, 0]`` calls and ``sums[u, 1]``
@@ -234,11 +277,26 @@ def run(
                 put_total = 0.0
                 for offset in range(length):
                     value = contract_value(
-                        base + offset, strike, vol, time_to_expiry, quantity,
-                        option_code, rate, dividend_yield, forward, gamma_column,
-                        multiplier, spot_value, rate_value, dividend_value,
-                        multiplier_value, call_sign, put_sign, unit_scale, min_time,
-                    )  # fmt: skip
+                        base + offset,
+                        strike,
+                        vol,
+                        time_to_expiry,
+                        quantity,
+                        option_code,
+                        rate,
+                        dividend_yield,
+                        forward,
+                        gamma_column,
+                        multiplier,
+                        spot_value,
+                        rate_value,
+                        dividend_value,
+                        multiplier_value,
+                        call_sign,
+                        put_sign,
+                        unit_scale,
+                        min_time,
+                    )
                     if write_values:
                         values_out[base + offset] = value
                     # Arithmetic split, not a select: it keeps the loop vectorized.
@@ -256,21 +314,42 @@ def run(
                     row = base + offset
                     underlying = underlying_id[row]
                     value = contract_value(
-                        row, strike, vol, time_to_expiry, quantity, option_code, rate,
-                        dividend_yield, forward, gamma_column, multiplier,
+                        row,
+                        strike,
+                        vol,
+                        time_to_expiry,
+                        quantity,
+                        option_code,
+                        rate,
+                        dividend_yield,
+                        forward,
+                        gamma_column,
+                        multiplier,
                         spot[underlying],
                         rate[underlying] if not ROW_CARRY else 0.0,
                         dividend_yield[underlying] if not ROW_CARRY else 0.0,
                         multiplier[underlying] if not ROW_MULTIPLIER else 0.0,
-                        call_sign, put_sign, unit_scale, min_time,
-                    )  # fmt: skip
+                        call_sign,
+                        put_sign,
+                        unit_scale,
+                        min_time,
+                    )
                     if not _finite(value):
                         value = 0.0
                         status = row_status(
-                            row, strike, vol, time_to_expiry, quantity, option_code,
-                            underlying_id, rate, dividend_yield, forward, gamma_column,
+                            row,
+                            strike,
+                            vol,
+                            time_to_expiry,
+                            quantity,
+                            option_code,
+                            underlying_id,
+                            rate,
+                            dividend_yield,
+                            forward,
+                            gamma_column,
                             multiplier,
-                        )  # fmt: skip
+                        )
                         if status == 0:  # valid inputs, but the result overflowed
                             status = _NON_FINITE
                         block_reasons[block, status] += 1
@@ -299,4 +378,3 @@ def run(
                 sums[underlying, side] = total
                 compensation[underlying, side] = comp
     return sums + compensation, dropped, reasons
-

@@ -109,5 +109,3 @@ def _add_to(sums, compensation, block, underlying, side, value):
     )
     sums[block, underlying, side] = total
     compensation[block, underlying, side] = comp
-
-

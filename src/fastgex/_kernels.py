@@ -148,9 +148,18 @@ def group_sums(values, option_code, group_id, n_groups):
 
 @kernel
 def contract_gamma(
-    strike, vol, time_to_expiry, underlying_id, spot, rate, dividend_yield, forward, min_time,
-    black76, row_carry,
-):  # fmt: skip
+    strike,
+    vol,
+    time_to_expiry,
+    underlying_id,
+    spot,
+    rate,
+    dividend_yield,
+    forward,
+    min_time,
+    black76,
+    row_carry,
+):
     """Per-contract model gamma (per unit of the underlying price) for result tables."""
     n_rows = strike.size
     out = np.empty(n_rows)

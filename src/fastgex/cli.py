@@ -184,14 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     gex_cmd.add_argument("--spot", help="spot (one underlying) or NAME=SPOT,NAME=SPOT")
     gex_cmd.add_argument("--snapshot-time", help="ISO 8601 time of the snapshot")
     gex_cmd.add_argument(
-        "--convention", choices=[c.value for c in Convention], default=Convention.SHORT_CALLS_LONG_PUTS.value
+        "--convention",
+        choices=[c.value for c in Convention],
+        default=Convention.SHORT_CALLS_LONG_PUTS.value,
     )
-    gex_cmd.add_argument("--unit", choices=[u.value for u in Unit], default=Unit.DOLLARS_PER_1PCT.value)
+    gex_cmd.add_argument(
+        "--unit", choices=[u.value for u in Unit], default=Unit.DOLLARS_PER_1PCT.value
+    )
     gex_cmd.add_argument(
         "--gamma-source", choices=[g.value for g in GammaSource], default=GammaSource.MODEL.value
     )
     gex_cmd.add_argument("--rate", type=float, default=None, help="risk-free rate (fraction)")
-    gex_cmd.add_argument("--dividend-yield", type=float, default=None, help="dividend yield (fraction)")
+    gex_cmd.add_argument(
+        "--dividend-yield", type=float, default=None, help="dividend yield (fraction)"
+    )
     gex_cmd.add_argument("--day-count", default="act365", help="act365 (default), bus252, bus262")
     gex_cmd.add_argument("--settlement", default="pm", help="pm (16:00), am (09:30) or HH:MM")
     gex_cmd.add_argument("--settlement-tz", default="America/New_York")

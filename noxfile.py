@@ -1,0 +1,49 @@
+"""Sessions: tests (default), lint, docs (default), bench (benchmarks, on demand)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "docs"]
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite (real-chain tests skip when ../shared/data is absent)."""
+    session.install(".[test]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "docs/conf.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Sphinx (MyST) site, nitpicky, warnings as errors."""
+    session.install(".[docs]")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (pytest-benchmark); ratios are printed and saved under .benchmarks/."""
+    session.install(".[bench]")
+    session.run(
+        "pytest",
+        "benchmarks",
+        "--benchmark-only",
+        "--benchmark-autosave",
+        "--benchmark-columns=min,median,mean,rounds",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )
