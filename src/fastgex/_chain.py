@@ -102,7 +102,7 @@ def read_chain(
     columns : mapping of str to str, optional
         Renames from the source's column names to canonical names (e.g.
         ``{"Strike Px": "strike"}``). Unmapped columns are matched against
-        :data:`ALIASES` case-insensitively.
+        the built-in aliases (``fastgex._chain.ALIASES``) case-insensitively.
 
     Returns
     -------

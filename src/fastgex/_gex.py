@@ -112,7 +112,7 @@ class GexResult:
         Returns
         -------
         float
-            The total, in :attr:`unit`.
+            The total, in the result's ``unit``.
         """
         names = self.by_underlying.column("underlying").to_pylist()
         totals = self.by_underlying.column("total_gex").to_pylist()
@@ -214,7 +214,7 @@ def gex(
     by_strike : bool
         Also return the per-strike table (default True).
     on_invalid : {"drop", "raise"}
-        Drop and count invalid rows (default), or raise :class:`InvalidRowsError`.
+        Drop and count invalid rows (default), or raise :class:`fastgex.InvalidRowsError`.
     columns : mapping, optional
         Renames from your column names to canonical ones.
     format : str
@@ -227,10 +227,10 @@ def gex(
 
     Raises
     ------
-    ChainError
+    fastgex.ChainError
         A required column is missing or has the wrong type, or a spot is missing or
         invalid for an underlying.
-    InvalidRowsError
+    fastgex.InvalidRowsError
         With ``on_invalid="raise"``, when any row is invalid.
     """
     if on_invalid not in ("drop", "raise"):

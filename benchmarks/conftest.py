@@ -1,0 +1,90 @@
+"""Shared inputs and a same-run ratio report for the benchmarks.
+
+Speed targets are ratios measured in one run (ours vs a baseline, ours vs the memory
+bandwidth of this machine), never absolute timings: shared machines drift 2x.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+RATIOS: list[dict] = []
+
+
+def best_of(function, repeat: int = 5) -> float:
+    """Best wall time of ``repeat`` calls (after one warm-up call)."""
+    function()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def record(name: str, **values) -> None:
+    """Keep a ratio line for the end-of-run summary (and benchmarks/last_ratios.json)."""
+    RATIOS.append({"name": name, **values})
+
+
+@numba.njit(parallel=True, cache=True)
+def bandwidth_read(strike, vol, time_to_expiry, quantity, option_code, underlying_id):
+    """Read every input byte once (the memory-bandwidth ceiling for the GEX kernel)."""
+    total = 0.0
+    for row in numba.prange(strike.size):
+        total += (
+            strike[row] + vol[row] + time_to_expiry[row] + quantity[row]
+            + option_code[row] + underlying_id[row]
+        )  # fmt: skip
+    return total
+
+
+def kernel_inputs(n_rows: int, n_underlyings: int, seed: int = 0) -> dict:
+    """Valid kernel arrays, sorted by underlying like real whole-market tables."""
+    rng = np.random.default_rng(seed)
+    spot = rng.lognormal(4.0, 1.0, n_underlyings)
+    underlying_id = np.sort(rng.integers(0, n_underlyings, n_rows)).astype(np.int32)
+    moneyness = rng.lognormal(0.0, 0.15, n_rows)
+    arrays = {
+        "strike": spot[underlying_id] * moneyness,
+        "vol": rng.uniform(0.08, 0.9, n_rows),
+        "time_to_expiry": rng.uniform(1 / 365, 2.0, n_rows),
+        "quantity": rng.integers(0, 5000, n_rows).astype(np.float64),
+        "option_code": (rng.random(n_rows) < 0.5).astype(np.uint8),
+        "underlying_id": underlying_id,
+    }
+    for value in arrays.values():
+        value.flags.writeable = False  # Arrow buffers arrive read-only
+    return {"arrays": arrays, "spot": spot, "n_underlyings": n_underlyings}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RATIOS:
+        return
+    terminalreporter.section("fastgex same-run ratios")
+    for entry in RATIOS:
+        fields = ", ".join(
+            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in entry.items()
+            if key != "name"
+        )
+        terminalreporter.write_line(f"{entry['name']}: {fields}")
+    out = Path(__file__).with_name("last_ratios.json")
+    payload = {
+        "threads": numba.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "ratios": RATIOS,
+    }
+    out.write_text(json.dumps(payload, indent=2))
+
+
+@pytest.fixture(scope="session")
+def threads() -> int:
+    return numba.get_num_threads()
