@@ -149,6 +149,21 @@ class GexResult:
         }
 
 
+def _check_finite(prepared, accumulated) -> None:
+    """Sums of finite values can still overflow float64: say so instead of returning inf/NaN."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad_underlyings = ~np.isfinite(accumulated.sums).all(axis=1)
+        if accumulated.group_sums is not None:
+            bad_groups = ~np.isfinite(accumulated.group_sums).all(axis=1)
+            bad_underlyings[prepared.group_underlying[bad_groups]] = True
+    if bad_underlyings.any():
+        names = [prepared.names[index] for index in np.flatnonzero(bad_underlyings)]
+        raise ChainError(
+            f"GEX of {names[:10]} overflows float64 (every row is finite but their sum is "
+            "not): check open_interest / multiplier / spot magnitudes"
+        )
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
@@ -275,6 +290,7 @@ def gex(
     accumulated = _run(
         prepared, config, convention, unit, min_time_to_expiry, by_strike, per_contract
     )
+    _check_finite(prepared, accumulated)
     result = _assemble(
         prepared,
         accumulated,
@@ -394,8 +410,10 @@ def _prepare(
         has_time = False  # vendor gamma needs no time; nothing to check expiry against
     else:
         raise ChainError(
-            "missing time to expiry: give 'expiration' (with snapshot_time) or "
-            f"'time_to_expiry' in years. The chain has: {table.column_names}"
+            "missing time to expiry: give 'expiration' (with snapshot_time; accepted names: "
+            f"{', '.join(ALIASES['expiration'])}) or 'time_to_expiry' in years (accepted "
+            f"names: {', '.join(ALIASES['time_to_expiry'])}); or map yours with columns=. "
+            f"The chain has: {table.column_names}"
         )
     if has_time:
         required_for_nulls.append(columns["time"])
@@ -426,6 +444,10 @@ def _prepare(
             if name not in columns:
                 columns[name] = pc.take(pa.array(values), uid)
     mult_array, row_multiplier = _multiplier(table, n_underlyings, columns)
+    for name in ("multiplier", "rate", "dividend_yield"):
+        if name in columns and columns[name].null_count:
+            is_null = pc.is_null(columns[name])
+            codes = pc.if_else(is_null, pa.scalar(np.uint8(_kernels.MISSING_CODE & 0xFF)), codes)
     columns["uid"] = uid
     columns["code"] = codes
     work = pa.table(columns)
@@ -530,14 +552,24 @@ def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
     return values
 
 
+def _constant(column: pa.ChunkedArray) -> float | None:
+    """The single value of a float column, or None if it varies or has nulls/NaN."""
+    if column.null_count or len(column) == 0:
+        return None
+    if pc.any(pc.is_nan(column)).as_py():
+        return None  # min_max skips NaN: a NaN row must stay a row, to be counted
+    low, high = pc.min_max(column).values()
+    return low.as_py() if low.as_py() == high.as_py() else None
+
+
 def _carry(table, name, given, names, columns) -> tuple[np.ndarray, bool]:
     """Per-underlying values of ``rate`` / ``dividend_yield``, or a per-row column."""
     values = np.zeros(len(names))
     if given is None and name in table.column_names:
         column = _as_float(table.column(name), name)
-        low, high = pc.min_max(column).values()
-        if column.null_count == 0 and low.is_valid and low.as_py() == high.as_py():
-            values[:] = low.as_py()
+        constant = _constant(column)
+        if constant is not None:
+            values[:] = constant
             return values, False
         columns[name] = column
         return values, True
@@ -557,9 +589,9 @@ def _multiplier(table, n_underlyings, columns) -> tuple[np.ndarray, bool]:
     if "multiplier" not in table.column_names:
         return values, False
     column = _as_float(table.column("multiplier"), "multiplier")
-    low, high = pc.min_max(column).values()
-    if column.null_count == 0 and low.is_valid and low.as_py() == high.as_py():
-        values[:] = low.as_py()
+    constant = _constant(column)
+    if constant is not None:
+        values[:] = constant
         return values, False
     columns["multiplier"] = column
     return values, True
@@ -600,9 +632,10 @@ class _Accumulated:
 
 def _compensated_add(total: np.ndarray, compensation: np.ndarray, values: np.ndarray) -> None:
     """Neumaier step, elementwise and in place."""
-    new_total = total + values
-    bigger = np.abs(total) >= np.abs(values)
-    compensation += np.where(bigger, (total - new_total) + values, (values - new_total) + total)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the caller
+        new_total = total + values
+        bigger = np.abs(total) >= np.abs(values)
+        compensation += np.where(bigger, (total - new_total) + values, (values - new_total) + total)
     total[...] = new_total
 
 
@@ -741,7 +774,8 @@ def _assemble(
         dropped_rows["count"].append(int(accumulated.drops[index, code]))
     dropped = pa.table(dropped_rows, schema=DROPPED_SCHEMA)
     strike_table = _strike_table(prepared, accumulated) if by_strike else None
-    contract_table = _contract_table(prepared, accumulated) if per_contract else None
+    min_time = settings["min_time_to_expiry"]
+    contract_table = _contract_table(prepared, accumulated, min_time) if per_contract else None
     return GexResult(
         by_underlying=by_underlying,
         by_strike=strike_table,
@@ -792,7 +826,7 @@ def _strike_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
     )
 
 
-def _contract_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
+def _contract_table(prepared: _Prepared, accumulated: _Accumulated, min_time: float) -> pa.Table:
     source = prepared.source
     values = np.concatenate(accumulated.values) if accumulated.values else np.empty(0)
     status = np.concatenate(accumulated.statuses) if accumulated.statuses else np.empty(0, np.int8)
@@ -805,13 +839,13 @@ def _contract_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
     }
     if "time" in prepared.work.column_names:
         columns["time_to_expiry"] = prepared.work.column("time")
-    columns["gamma"] = _contract_gamma(prepared)
+    columns["gamma"] = _contract_gamma(prepared, min_time)
     columns["gex"] = pa.array(values)
     columns["drop_reason"] = reasons
     return pa.table(columns)
 
 
-def _contract_gamma(prepared: _Prepared) -> pa.ChunkedArray:
+def _contract_gamma(prepared: _Prepared, min_time: float) -> pa.ChunkedArray:
     work = prepared.work
     if "gamma" in work.column_names:
         return work.column("gamma")
@@ -830,7 +864,7 @@ def _contract_gamma(prepared: _Prepared) -> pa.ChunkedArray:
                 if row_carry
                 else _readonly(prepared.dividend_yield),
                 _numpy(batch, "forward", np.float64),
-                DEFAULT_MIN_TIME_TO_EXPIRY,
+                min_time,
                 prepared.config.black76,
                 row_carry,
             )

@@ -38,6 +38,16 @@ def scalar_function(function: FunctionT) -> FunctionT:
     )(function)
 
 
+def exact_function(function: FunctionT) -> FunctionT:
+    """Compile a scalar helper with strict IEEE arithmetic (no fast-math), not inlined.
+
+    For compensated summation: with reassociation allowed LLVM proves the Neumaier
+    correction ``(total - new_total) + value`` is zero and deletes it. Fast-math flags
+    are per instruction, so they stay off even when LLVM later inlines the call.
+    """
+    return numba.njit(cache=CACHE, error_model="numpy", fastmath=False)(function)
+
+
 def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
     """Compile a loop kernel (``prange`` loops run in parallel when ``parallel``)."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastgex._jit import scalar_function
+from fastgex._jit import exact_function, scalar_function
 
 #: Drop reasons; a row's status code is its index here plus one (0 = valid).
 REASONS: tuple[str, ...] = (
@@ -90,7 +90,7 @@ def _finite(value: float) -> bool:
     return abs(value) < np.inf
 
 
-@scalar_function
+@exact_function
 def _neumaier_add(total: float, compensation: float, value: float) -> tuple[float, float]:
     """One step of Neumaier (improved Kahan) summation."""
     new_total = total + value
