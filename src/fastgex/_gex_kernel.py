@@ -14,8 +14,10 @@ Layout of the hot loop (why it looks the way it does):
 * Each block walks *strips* of ``STRIP_ROWS`` rows. A strip holding one underlying
   (the common, sorted case) runs a branch-free loop with that underlying's parameters
   hoisted, and call/put sums fused in; LLVM vectorizes it (this is where the
-  polynomial ``exp``/``log`` pay off). Any invalid row makes the sums NaN, which sends
-  the strip to a careful row-by-row path that names the reason of each bad row.
+  polynomial ``exp``/``log`` pay off). A strip holding several underlyings is cut into
+  runs of one underlying, each run the same loop. Invalid rows give 0.0 and are
+  counted in that loop; a run whose count falls short is walked again row by row to
+  name the reason of each bad row.
 * Strip sums enter the block sums with Neumaier compensation; blocks are combined in
   order, also compensated.
 * Invalid rows contribute exactly 0.0 and get a status code, so nothing is dropped
@@ -149,38 +151,50 @@ def contract_value(
     unit_scale,
     min_time,
 ):
-    """Signed GEX of one row and whether the row is valid.
+    """Signed GEX of one row, and 1 if the row counts (0 if not).
 
     Branch-free on purpose (``&``, not ``and``, and selects) so the loop vectorizes.
 
-    Invalid rows give exactly 0.0; :func:`row_status` says why.
+    A row that does not count (invalid inputs, or a non-finite result) gives exactly
+    0.0; :func:`row_status` says why.
     """
     # Codes arrive as uint8, so the negative "read-time" reasons wrap above 1 and one
-    # unsigned compare validates the type.
+    # unsigned compare validates the type. The other checks are plain compares (NaN
+    # fails each), and the "< inf" checks of the columns that must be >= 0 share one
+    # compare on their maximum: ``_finite`` per column costs LLVM's integer class test
+    # (about six vector instructions) each.
     code = option_code[row]
     row_strike = strike[row]
     valid = (code <= CALL_CODE) & (row_strike > 0.0)
-    valid = valid & _finite(row_strike)
+    largest = row_strike
     row_vol = 1.0
     if not VENDOR_GAMMA:
         row_vol = vol[row]
-        valid = valid & (row_vol > 0.0) & _finite(row_vol)
+        valid = valid & (row_vol > 0.0)
+        largest = row_vol if row_vol > largest else largest
     amount = quantity[row]
     if DEALER_POSITION:
         valid = valid & _finite(amount)
     else:
-        valid = valid & (amount >= 0.0) & _finite(amount)
+        valid = valid & (amount >= 0.0)
+        largest = amount if amount > largest else largest
     row_time = 1.0
     if HAS_TIME:
         row_time = time_to_expiry[row]
-        valid = valid & (row_time > 0.0) & _finite(row_time)
+        valid = valid & (row_time > 0.0)
+        largest = row_time if row_time > largest else largest
         row_time = max(row_time, min_time)
     row_gamma = 0.0
     if VENDOR_GAMMA:
         row_gamma = gamma_column[row]
-        valid = valid & (row_gamma >= 0.0) & _finite(row_gamma)
+        valid = valid & (row_gamma >= 0.0)
+        largest = row_gamma if row_gamma > largest else largest
     row_mult = multiplier[row] if ROW_MULTIPLIER else multiplier_value
-    valid = valid & (row_mult > 0.0) & _finite(row_mult)
+    valid = valid & (row_mult > 0.0)
+    largest = row_mult if row_mult > largest else largest
+    # Everything folded into ``largest`` is >= 0 and not NaN when ``valid`` holds, so
+    # the max is exact (selects, not ``max()``, whose NaN handling blocks SIMD).
+    valid = valid & (largest < np.inf)
     if ROW_CARRY:
         row_rate = rate[row]
         row_dividend = dividend_yield[row]
@@ -209,7 +223,76 @@ def contract_value(
     if UNIT_POWER >= 2:
         unit = unit * price
     value = row_gamma * signed_amount * row_mult * unit
-    return value if valid else np.nan
+    # A bad spot is no column's fault: such rows count as non-finite results.
+    valid = valid & _finite(value) & (price > 0.0) & _finite(price)
+    return (value if valid else 0.0), np.int64(valid)
+
+
+@scalar_function
+def segment_sums(
+    base,
+    length,
+    strike,
+    vol,
+    time_to_expiry,
+    quantity,
+    option_code,
+    rate,
+    dividend_yield,
+    forward,
+    gamma_column,
+    multiplier,
+    spot_value,
+    rate_value,
+    dividend_value,
+    multiplier_value,
+    call_sign,
+    put_sign,
+    unit_scale,
+    min_time,
+    values_out,
+    store_values,
+):
+    """Call sum, put sum and count of counted rows over ``base .. base+length``.
+
+    The rows belong to one underlying, whose parameters come in as scalars: one flat,
+    branch-free loop that LLVM vectorizes. Callers pass ``store_values`` as a literal,
+    so after inlining the store (and its branch) is folded in or out of the loop.
+    """
+    call_total = 0.0
+    put_total = 0.0
+    counted = 0
+    for offset in range(length):
+        row = base + offset
+        value, valid = contract_value(
+            row,
+            strike,
+            vol,
+            time_to_expiry,
+            quantity,
+            option_code,
+            rate,
+            dividend_yield,
+            forward,
+            gamma_column,
+            multiplier,
+            spot_value,
+            rate_value,
+            dividend_value,
+            multiplier_value,
+            call_sign,
+            put_sign,
+            unit_scale,
+            min_time,
+        )
+        if store_values:
+            values_out[row] = value
+        # Arithmetic split, not a select: it keeps the loop vectorized.
+        call_weight = np.float64(option_code[row])
+        call_total += value * call_weight
+        put_total += value * (1.0 - call_weight)
+        counted += valid
+    return call_total, put_total, counted
 
 
 @kernel
@@ -242,6 +325,11 @@ def run(
     rows with status code ``c`` (index 0 unused). ``values_out`` is written when its
     length equals the row count; ``status_out`` (zero-filled by the caller) gets the
     code of each invalid row. Pass empty arrays to skip either.
+
+    Each strip is cut into segments, runs of one underlying (the whole strip when the
+    chain is grouped by underlying), and each segment is one :func:`segment_sums`
+    loop. Rows that do not count give 0.0 there; only when a segment's count falls
+    short are its rows walked again, one by one, to name the reasons.
     """
     n_rows = strike.size
     n_blocks = max(1, (n_rows + rows_per_block - 1) // rows_per_block)
@@ -249,11 +337,18 @@ def run(
     block_compensation = np.zeros((n_blocks, n_underlyings, 2))
     block_dropped = np.zeros((n_blocks, n_underlyings), dtype=np.int64)
     block_reasons = np.zeros((n_blocks, len(REASONS) + 1), dtype=np.int64)
+    # Range of underlyings each block touched: the final merge visits only those (a
+    # chain grouped by underlying touches one or two per block), so the serial merge
+    # and the pages of the partial arrays it reads stay O(blocks + underlyings).
+    block_first = np.zeros(n_blocks, dtype=np.int64)
+    block_last = np.zeros(n_blocks, dtype=np.int64)
     write_values = values_out.size == n_rows
     write_status = status_out.size == n_rows
     for block in numba.prange(n_blocks):
         block_start = block * rows_per_block
         block_stop = min(n_rows, block_start + rows_per_block)
+        first_touched = n_underlyings
+        last_touched = -1
         for strip_start in range(block_start, block_stop, STRIP_ROWS):
             # Unsigned indices: numba then skips its negative-index wraparound
             # check, which otherwise stops LLVM from vectorizing these loops.
@@ -263,21 +358,24 @@ def run(
             mixed = 0
             for offset in range(length):
                 mixed += underlying_id[base + offset] != first_underlying
-            clean = False
-            if mixed == 0:
-                # Fast path, one underlying: its parameters are scalars (no gathers)
-                # and the call/put sums are fused into one vectorized loop. An
-                # invalid row yields NaN, which poisons the sums and sends the strip
-                # to the careful path below.
-                spot_value = spot[first_underlying]
-                rate_value = rate[first_underlying] if not ROW_CARRY else 0.0
-                dividend_value = dividend_yield[first_underlying] if not ROW_CARRY else 0.0
-                multiplier_value = multiplier[first_underlying] if not ROW_MULTIPLIER else 0.0
-                call_total = 0.0
-                put_total = 0.0
-                for offset in range(length):
-                    value = contract_value(
-                        base + offset,
+            start = numba.uint64(0)
+            while start < length:
+                underlying = underlying_id[base + start]
+                stop = length
+                if mixed != 0:
+                    stop = start + numba.uint64(1)
+                    while stop < length and underlying_id[base + stop] == underlying:
+                        stop += numba.uint64(1)
+                first_touched = min(first_touched, underlying)
+                last_touched = max(last_touched, underlying)
+                spot_value = spot[underlying]
+                rate_value = rate[underlying] if not ROW_CARRY else 0.0
+                dividend_value = dividend_yield[underlying] if not ROW_CARRY else 0.0
+                multiplier_value = multiplier[underlying] if not ROW_MULTIPLIER else 0.0
+                if write_values:
+                    call_total, put_total, counted = segment_sums(
+                        base + start,
+                        stop - start,
                         strike,
                         vol,
                         time_to_expiry,
@@ -296,25 +394,13 @@ def run(
                         put_sign,
                         unit_scale,
                         min_time,
+                        values_out,
+                        True,
                     )
-                    if write_values:
-                        values_out[base + offset] = value
-                    # Arithmetic split, not a select: it keeps the loop vectorized.
-                    call_weight = np.float64(option_code[base + offset])
-                    call_total += value * call_weight
-                    put_total += value * (1.0 - call_weight)
-                clean = _finite(call_total) & _finite(put_total)
-                if clean:
-                    _add_to(block_sums, block_compensation, block, first_underlying, 0, call_total)
-                    _add_to(block_sums, block_compensation, block, first_underlying, 1, put_total)
-            if not clean:
-                # Careful path (several underlyings, or invalid rows): row by row,
-                # naming the reason of every row that cannot count.
-                for offset in range(length):
-                    row = base + offset
-                    underlying = underlying_id[row]
-                    value = contract_value(
-                        row,
+                else:
+                    call_total, put_total, counted = segment_sums(
+                        base + start,
+                        stop - start,
                         strike,
                         vol,
                         time_to_expiry,
@@ -325,48 +411,76 @@ def run(
                         forward,
                         gamma_column,
                         multiplier,
-                        spot[underlying],
-                        rate[underlying] if not ROW_CARRY else 0.0,
-                        dividend_yield[underlying] if not ROW_CARRY else 0.0,
-                        multiplier[underlying] if not ROW_MULTIPLIER else 0.0,
+                        spot_value,
+                        rate_value,
+                        dividend_value,
+                        multiplier_value,
                         call_sign,
                         put_sign,
                         unit_scale,
                         min_time,
+                        values_out,
+                        False,
                     )
-                    if not _finite(value):
-                        value = 0.0
-                        status = row_status(
+                _add_to(block_sums, block_compensation, block, underlying, 0, call_total)
+                _add_to(block_sums, block_compensation, block, underlying, 1, put_total)
+                if counted != stop - start:
+                    # Some rows did not count: name the reason of each, row by row.
+                    for offset in range(start, stop):
+                        row = base + offset
+                        _, valid = contract_value(
                             row,
                             strike,
                             vol,
                             time_to_expiry,
                             quantity,
                             option_code,
-                            underlying_id,
                             rate,
                             dividend_yield,
                             forward,
                             gamma_column,
                             multiplier,
+                            spot_value,
+                            rate_value,
+                            dividend_value,
+                            multiplier_value,
+                            call_sign,
+                            put_sign,
+                            unit_scale,
+                            min_time,
                         )
-                        if status == 0:  # valid inputs, but the result overflowed
-                            status = _NON_FINITE
-                        block_reasons[block, status] += 1
-                        block_dropped[block, underlying] += 1
-                        if write_status:
-                            status_out[row] = status
-                    if write_values:
-                        values_out[row] = value
-                    side = 0 if option_code[row] == CALL_CODE else 1
-                    _add_to(block_sums, block_compensation, block, underlying, side, value)
+                        if valid == 0:
+                            status = row_status(
+                                row,
+                                strike,
+                                vol,
+                                time_to_expiry,
+                                quantity,
+                                option_code,
+                                underlying_id,
+                                rate,
+                                dividend_yield,
+                                forward,
+                                gamma_column,
+                                multiplier,
+                            )
+                            if status == 0:  # valid inputs, but no finite result
+                                status = _NON_FINITE
+                            block_reasons[block, status] += 1
+                            block_dropped[block, underlying] += 1
+                            if write_status:
+                                status_out[row] = status
+                start = stop
+        block_first[block] = first_touched
+        block_last[block] = last_touched
     sums = np.zeros((n_underlyings, 2))
     compensation = np.zeros((n_underlyings, 2))
     dropped = np.zeros(n_underlyings, dtype=np.int64)
     reasons = np.zeros(len(REASONS) + 1, dtype=np.int64)
     for block in range(n_blocks):
         reasons += block_reasons[block]
-        for underlying in range(n_underlyings):
+        # Untouched entries are exact zeros: skipping them changes no bit.
+        for underlying in range(block_first[block], block_last[block] + 1):
             dropped[underlying] += block_dropped[block, underlying]
             for side in range(2):
                 compensation[underlying, side] += block_compensation[block, underlying, side]
