@@ -419,10 +419,10 @@ def _prepare(
         required_for_nulls.append(columns["time"])
 
     # Underlyings: one id per distinct name; nulls get a trailing slot of their own.
-    encoded = _dictionary_encode(underlying)
-    names = [None if name is None else str(name) for name in encoded.dictionary.to_pylist()]
+    indices, distinct = _encode(underlying)
+    names = [None if name is None else str(name) for name in distinct]
     null_slot = len(names)
-    uid = pc.fill_null(encoded.indices, null_slot).cast(pa.int32())
+    uid = pc.fill_null(indices, null_slot).cast(pa.int32())
     names.append(None)
     n_underlyings = len(names)
 
@@ -464,13 +464,28 @@ def _prepare(
     )
 
 
-def _dictionary_encode(column: pa.ChunkedArray) -> pa.DictionaryArray:
+def _encode(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list]:
+    """Integer codes per row and the distinct values they index (nulls stay null).
+
+    Dictionary columns (polars categoricals, the sample market) are used as they are:
+    their dictionaries are unified across chunks and deduplicated, never decoded.
+    """
     kind = column.type
+    if pa.types.is_dictionary(kind) and column.num_chunks:
+        column = column.unify_dictionaries()
+        values = column.chunk(0).dictionary.to_pylist()
+        indices = pa.chunked_array([chunk.indices for chunk in column.chunks], kind.index_type)
+        first_index: dict = {}
+        remap = [first_index.setdefault(value, len(first_index)) for value in values]
+        if len(first_index) != len(values):  # Arrow allows repeated dictionary values
+            indices = pc.take(pa.array(remap, pa.int32()), indices)
+        return indices, list(first_index)
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
     elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         column = pc.cast(column, pa.string())
-    return column.dictionary_encode().combine_chunks()
+    encoded = column.dictionary_encode().combine_chunks()
+    return pa.chunked_array([encoded.indices]), encoded.dictionary.to_pylist()
 
 
 def _option_codes(option_type: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -480,13 +495,12 @@ def _option_codes(option_type: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_boolean(option_type.type):  # is_call flags
         codes = pc.cast(option_type, pa.uint8())
         return pc.fill_null(codes, missing)
-    encoded = _dictionary_encode(option_type)
-    lookup = np.full(len(encoded.dictionary) + 1, missing, dtype=np.uint8)
-    for index, name in enumerate(encoded.dictionary.to_pylist()):
+    indices, distinct = _encode(option_type)
+    lookup = np.full(len(distinct) + 1, missing, dtype=np.uint8)
+    for index, name in enumerate(distinct):
         text = str(name).strip().lower()
         lookup[index] = 1 if text in _CALL_NAMES else 0 if text in _PUT_NAMES else unknown
-    indices = pc.fill_null(encoded.indices, len(encoded.dictionary))
-    return pa.chunked_array([pc.take(pa.array(lookup), indices)])
+    return pc.take(pa.array(lookup), pc.fill_null(indices, len(distinct)))
 
 
 def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
@@ -502,24 +516,17 @@ def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
                 "or add a 'spot' column"
             )
         column = _as_float(table.column("spot"), "spot")
-        grouped = (
-            pa.table({"uid": uid, "spot": column})
-            .group_by("uid")
-            .aggregate([("spot", "min"), ("spot", "max")])
-        )
-        ids = grouped.column("uid").to_numpy()
-        lows = grouped.column("spot_min").to_numpy(zero_copy_only=False)
-        highs = grouped.column("spot_max").to_numpy(zero_copy_only=False)
-        differs = ~np.isclose(lows, highs, rtol=1e-12, atol=0.0) & ~(
-            np.isnan(lows) & np.isnan(highs)
-        )
-        varying = [names[uid_value] for uid_value in ids[differs] if names[uid_value] is not None]
+        varies = np.zeros(n_underlyings, dtype=np.bool_)
+        for batch in pa.table({"uid": uid, "spot": column}).to_batches():
+            _kernels.spot_by_underlying(
+                _numpy(batch, "uid", np.int32), _numpy(batch, "spot", np.float64), values, varies
+            )
+        varying = [names[index] for index in np.flatnonzero(varies) if names[index] is not None]
         if varying:
             raise ChainError(
                 f"the 'spot' column varies within underlying(s) {varying[:5]}; GEX needs one "
                 "spot per underlying: pass spot= explicitly"
             )
-        values[ids] = lows
     elif isinstance(spot, Mapping):
         for index in real:
             if names[index] in spot:
@@ -685,12 +692,13 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
         uid = _numpy(batch, "uid", np.int32)
         code = _numpy(batch, "code", np.uint8)
         # Outputs stay writable (an empty array means "not wanted").
-        values = np.empty(n_rows if (by_strike or per_contract) else 0)
-        status = np.zeros(n_rows, dtype=np.int8)
+        per_row = by_strike or per_contract
+        values = np.empty(n_rows if per_row else 0)
+        status = np.zeros(n_rows if per_row else 0, dtype=np.int8)
         multiplier = (
             _numpy(batch, "multiplier", np.float64) if config.row_multiplier else multiplier_u
         )
-        batch_sums, _, _ = kernel(
+        batch_sums, batch_rows = kernel(
             _numpy(batch, "strike", np.float64),
             _numpy(batch, "vol", np.float64),
             _numpy(batch, "time", np.float64),
@@ -713,19 +721,19 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
             status,
         )
         _compensated_add(sums, compensation, batch_sums)
-        rows += np.bincount(uid, minlength=n_underlyings)
-        bad = np.flatnonzero(status)
-        if bad.size:
-            np.add.at(drops, (uid[bad], status[bad]), 1)
+        rows += batch_rows.sum(axis=1)
+        drops += batch_rows
         if by_strike:
             gid = _numpy(batch, "gid", np.int32)
-            _compensated_add(
-                group_sums, group_comp, _kernels.group_sums(values, code, gid, prepared.n_groups)
+            batch_group_sums, batch_group_counts = _kernels.group_sums(
+                values, code, status, gid, prepared.n_groups
             )
-            group_counts += np.bincount(gid[status == 0], minlength=prepared.n_groups)
+            _compensated_add(group_sums, group_comp, batch_group_sums)
+            group_counts += batch_group_counts
         if per_contract:
             values_kept.append(values)
             statuses_kept.append(status)
+    drops[:, 0] = 0  # column 0 held the rows that count; keep only drops
     return _Accumulated(
         sums=sums + compensation,
         rows=rows,

@@ -320,9 +320,9 @@ def run(
 ):
     """Accumulate call and put GEX per underlying; optionally write per-row values.
 
-    Returns ``(sums, dropped, reasons)``: ``sums[u, 0]`` calls and ``sums[u, 1]``
-    puts of underlying ``u``; ``dropped[u]`` invalid rows of ``u``; ``reasons[c]``
-    rows with status code ``c`` (index 0 unused). ``values_out`` is written when its
+    Returns ``(sums, rows)``: ``sums[u, 0]`` calls and ``sums[u, 1]`` puts of
+    underlying ``u``; ``rows[u, 0]`` rows of ``u`` that count and ``rows[u, c]`` rows
+    dropped with status ``c``. ``values_out`` is written when its
     length equals the row count; ``status_out`` (zero-filled by the caller) gets the
     code of each invalid row. Pass empty arrays to skip either.
 
@@ -333,22 +333,41 @@ def run(
     """
     n_rows = strike.size
     n_blocks = max(1, (n_rows + rows_per_block - 1) // rows_per_block)
-    block_sums = np.zeros((n_blocks, n_underlyings, 2))
-    block_compensation = np.zeros((n_blocks, n_underlyings, 2))
-    block_dropped = np.zeros((n_blocks, n_underlyings), dtype=np.int64)
-    block_reasons = np.zeros((n_blocks, len(REASONS) + 1), dtype=np.int64)
-    # Range of underlyings each block touched: the final merge visits only those (a
-    # chain grouped by underlying touches one or two per block), so the serial merge
-    # and the pages of the partial arrays it reads stay O(blocks + underlyings).
-    block_first = np.zeros(n_blocks, dtype=np.int64)
-    block_last = np.zeros(n_blocks, dtype=np.int64)
+    # Each block keeps partial sums only for the range of underlyings it touches (a
+    # chain grouped by underlying touches one or two per block). A dense
+    # blocks x underlyings array would be mostly zeros, and for a whole market
+    # (tens of thousands of underlyings) allocating and zeroing it costs more than
+    # the GEX itself. One cheap pass over underlying_id finds the ranges.
+    block_first = np.empty(n_blocks, dtype=np.int64)
+    block_span = np.empty(n_blocks, dtype=np.int64)
+    for block in numba.prange(n_blocks):
+        block_start = numba.uint64(block * rows_per_block)
+        block_stop = numba.uint64(min(n_rows, block * rows_per_block + rows_per_block))
+        lowest = n_underlyings
+        highest = 0
+        for row in range(block_start, block_stop):
+            underlying = underlying_id[row]
+            lowest = underlying if underlying < lowest else lowest
+            highest = underlying if underlying > highest else highest
+        block_first[block] = lowest if lowest <= highest else 0
+        block_span[block] = highest - lowest + 1 if lowest <= highest else 0
+    block_offset = np.empty(n_blocks + 1, dtype=np.int64)
+    block_offset[0] = 0
+    for block in range(n_blocks):
+        block_offset[block + 1] = block_offset[block] + block_span[block]
+    n_partials = block_offset[n_blocks]
+    partial_sums = np.zeros((n_partials, 2))
+    partial_compensation = np.zeros((n_partials, 2))
+    # Rows per (slot, status): column 0 counts the rows that count, column c > 0 the
+    # rows dropped with status c. Small (slots x reasons), so every count is exact
+    # and no per-row status array is needed unless the caller wants one.
+    partial_rows = np.zeros((n_partials, len(REASONS) + 1), dtype=np.int64)
     write_values = values_out.size == n_rows
     write_status = status_out.size == n_rows
     for block in numba.prange(n_blocks):
         block_start = block * rows_per_block
         block_stop = min(n_rows, block_start + rows_per_block)
-        first_touched = n_underlyings
-        last_touched = -1
+        partial_base = block_offset[block] - block_first[block]
         for strip_start in range(block_start, block_stop, STRIP_ROWS):
             # Unsigned indices: numba then skips its negative-index wraparound
             # check, which otherwise stops LLVM from vectorizing these loops.
@@ -366,8 +385,6 @@ def run(
                     stop = start + numba.uint64(1)
                     while stop < length and underlying_id[base + stop] == underlying:
                         stop += numba.uint64(1)
-                first_touched = min(first_touched, underlying)
-                last_touched = max(last_touched, underlying)
                 spot_value = spot[underlying]
                 rate_value = rate[underlying] if not ROW_CARRY else 0.0
                 dividend_value = dividend_yield[underlying] if not ROW_CARRY else 0.0
@@ -422,8 +439,10 @@ def run(
                         values_out,
                         False,
                     )
-                _add_to(block_sums, block_compensation, block, underlying, 0, call_total)
-                _add_to(block_sums, block_compensation, block, underlying, 1, put_total)
+                slot = partial_base + underlying
+                _add_to(partial_sums, partial_compensation, slot, 0, call_total)
+                _add_to(partial_sums, partial_compensation, slot, 1, put_total)
+                partial_rows[slot, 0] += counted
                 if counted != stop - start:
                     # Some rows did not count: name the reason of each, row by row.
                     for offset in range(start, stop):
@@ -466,29 +485,24 @@ def run(
                             )
                             if status == 0:  # valid inputs, but no finite result
                                 status = _NON_FINITE
-                            block_reasons[block, status] += 1
-                            block_dropped[block, underlying] += 1
+                            partial_rows[slot, status] += 1
                             if write_status:
                                 status_out[row] = status
                 start = stop
-        block_first[block] = first_touched
-        block_last[block] = last_touched
     sums = np.zeros((n_underlyings, 2))
     compensation = np.zeros((n_underlyings, 2))
-    dropped = np.zeros(n_underlyings, dtype=np.int64)
-    reasons = np.zeros(len(REASONS) + 1, dtype=np.int64)
+    rows = np.zeros((n_underlyings, len(REASONS) + 1), dtype=np.int64)
     for block in range(n_blocks):
-        reasons += block_reasons[block]
-        # Untouched entries are exact zeros: skipping them changes no bit.
-        for underlying in range(block_first[block], block_last[block] + 1):
-            dropped[underlying] += block_dropped[block, underlying]
+        for slot in range(block_offset[block], block_offset[block + 1]):
+            underlying = block_first[block] + slot - block_offset[block]
+            rows[underlying] += partial_rows[slot]
             for side in range(2):
-                compensation[underlying, side] += block_compensation[block, underlying, side]
+                compensation[underlying, side] += partial_compensation[slot, side]
                 total, comp = _neumaier_add(
                     sums[underlying, side],
                     compensation[underlying, side],
-                    block_sums[block, underlying, side],
+                    partial_sums[slot, side],
                 )
                 sums[underlying, side] = total
                 compensation[underlying, side] = comp
-    return sums + compensation, dropped, reasons
+    return sums + compensation, rows

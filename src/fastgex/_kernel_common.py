@@ -102,10 +102,8 @@ def _neumaier_add(total: float, compensation: float, value: float) -> tuple[floa
 
 
 @scalar_function
-def _add_to(sums, compensation, block, underlying, side, value):
-    """Compensated ``sums[block, underlying, side] += value``."""
-    total, comp = _neumaier_add(
-        sums[block, underlying, side], compensation[block, underlying, side], value
-    )
-    sums[block, underlying, side] = total
-    compensation[block, underlying, side] = comp
+def _add_to(sums, compensation, slot, side, value):
+    """Compensated ``sums[slot, side] += value``."""
+    total, comp = _neumaier_add(sums[slot, side], compensation[slot, side], value)
+    sums[slot, side] = total
+    compensation[slot, side] = comp

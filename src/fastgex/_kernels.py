@@ -50,6 +50,7 @@ __all__ = [
     "group_sums",
     "rows_per_block",
     "segmented_cumsum",
+    "spot_by_underlying",
 ]
 
 _SWITCHES = {
@@ -133,17 +134,22 @@ def rows_per_block(n_rows: int, n_underlyings: int) -> int:
 
 
 @kernel(parallel=False)
-def group_sums(values, option_code, group_id, n_groups):
-    """Compensated call/put sums of per-row values by group (input order, deterministic)."""
+def group_sums(values, option_code, status, group_id, n_groups):
+    """Compensated call/put sums of per-row values by group, and rows that count per group.
+
+    Rows are visited in input order, so the result is deterministic.
+    """
     sums = np.zeros((n_groups, 2))
     compensation = np.zeros((n_groups, 2))
+    counts = np.zeros(n_groups, dtype=np.int64)
     for row in range(values.size):
         group = group_id[row]
         side = 0 if option_code[row] == 1 else 1
         total, comp = _neumaier_add(sums[group, side], compensation[group, side], values[row])
         sums[group, side] = total
         compensation[group, side] = comp
-    return sums + compensation
+        counts[group] += status[row] == 0
+    return sums + compensation, counts
 
 
 @kernel
@@ -175,6 +181,24 @@ def contract_gamma(
                 spot[underlying], strike[row], vol[row], row_time, row_rate, row_dividend
             )
     return out
+
+
+@kernel(parallel=False)
+def spot_by_underlying(underlying_id, spot, values, varies):
+    """Record each underlying's spot in ``values`` (NaN = none yet); flag any that vary.
+
+    A NaN spot row is skipped here: the row still counts with its underlying's spot.
+    """
+    for row in range(spot.size):
+        underlying = underlying_id[row]
+        value = spot[row]
+        if value != value:
+            continue
+        known = values[underlying]
+        if known != known:
+            values[underlying] = value
+        elif abs(value - known) > 1e-12 * abs(known):
+            varies[underlying] = True
 
 
 @kernel(parallel=False)
