@@ -96,3 +96,25 @@ def test_gex_kernel_vs_pandas_scipy_script(benchmark):
     ratios = {"script_rows_per_s": 1 / script_per_row, "speedup": script_per_row / ours_per_row}
     benchmark.extra_info.update(ratios)
     record("gex kernel vs pandas/scipy script", **ratios)
+
+
+def test_thread_scaling(benchmark, threads):
+    """Kernel and bandwidth read on 1 thread vs all threads (is the kernel compute-bound?)."""
+    import numba
+
+    inputs = kernel_inputs(10_000_000, 4_000)
+    arrays = inputs["arrays"]
+    _run_kernel(inputs)
+    measured = {}
+    try:
+        for count in sorted({1, threads}):
+            numba.set_num_threads(count)
+            measured[f"kernel_rows_per_s_{count}t"] = 1e7 / best_of(lambda: _run_kernel(inputs))
+            measured[f"bandwidth_rows_per_s_{count}t"] = 1e7 / best_of(
+                lambda: bandwidth_read(*arrays.values())
+            )
+    finally:
+        numba.set_num_threads(threads)
+    benchmark.pedantic(_run_kernel, args=(inputs,), rounds=3)
+    benchmark.extra_info.update(measured)
+    record("thread scaling 1e7 rows", **measured)
