@@ -218,3 +218,30 @@ def test_zero_copy_for_float64_columns(chain):
     source = chain.column("strike").chunk(0).buffers()[1]
     used = prepared.work.column("strike").chunk(0).buffers()[1]
     assert source.address == used.address  # the kernel reads the caller's buffer
+
+
+def test_unused_dictionary_entries_need_no_spot():
+    """A slice of a dictionary-encoded market keeps every name in its dictionary."""
+    market = sample_market(20_000, n_underlyings=40, seed=4)
+    first_rows = market.slice(0, 300)
+    result = fastgex.gex(first_rows, by_strike=False)
+    used = set(pc.unique(first_rows.column("underlying").cast(pa.string())).to_pylist())
+    assert set(result.by_underlying.column("underlying").to_pylist()) == used
+
+
+def test_interleaved_underlyings_keep_input_order_per_contract():
+    market = sample_market(20_000, n_underlyings=40, seed=5)
+    permutation = np.random.default_rng(0).permutation(market.num_rows)
+    shuffled = market.take(pa.array(permutation))
+    grouped = fastgex.gex(market, per_contract=True)
+    interleaved = fastgex.gex(shuffled, per_contract=True)
+    np.testing.assert_allclose(
+        interleaved.per_contract.column("gex").to_numpy(),
+        grouped.per_contract.column("gex").to_numpy()[permutation],
+        rtol=1e-13,
+    )
+    np.testing.assert_allclose(
+        interleaved.by_underlying.column("total_gex").to_numpy(),
+        grouped.by_underlying.column("total_gex").to_numpy(),
+        rtol=1e-12,
+    )

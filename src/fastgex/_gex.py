@@ -425,6 +425,10 @@ def _prepare(
     uid = pc.fill_null(indices, null_slot).cast(pa.int32())
     names.append(None)
     n_underlyings = len(names)
+    # Dictionary columns may list names that no row uses (e.g. after slicing): only
+    # underlyings that occur need a spot or appear in the result.
+    uid_values = np.asarray(uid.combine_chunks().to_numpy(zero_copy_only=False))
+    present = np.bincount(uid_values, minlength=n_underlyings) > 0
 
     codes = _option_codes(option_type)
     missing = None
@@ -435,7 +439,7 @@ def _prepare(
     if missing is not None:
         codes = pc.if_else(missing, pa.scalar(np.uint8(_kernels.MISSING_CODE & 0xFF)), codes)
 
-    spot_array = _per_underlying_spot(table, spot, names, uid, black76, codes)
+    spot_array = _per_underlying_spot(table, spot, names, uid, black76, present)
     rate_array, row_rate = _carry(table, "rate", rate, names, columns)
     div_array, row_div = _carry(table, "dividend_yield", dividend_yield, names, columns)
     row_carry = row_rate or row_div
@@ -503,10 +507,10 @@ def _option_codes(option_type: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.take(pa.array(lookup), pc.fill_null(indices, len(distinct)))
 
 
-def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
+def _per_underlying_spot(table, spot, names, uid, black76, present) -> np.ndarray:
     n_underlyings = len(names)
     values = np.full(n_underlyings, np.nan)
-    real = [index for index, name in enumerate(names) if name is not None]
+    real = [index for index, name in enumerate(names) if name is not None and present[index]]
     if spot is None:
         if "spot" not in table.column_names:
             if black76:
@@ -540,7 +544,7 @@ def _per_underlying_spot(table, spot, names, uid, black76, codes) -> np.ndarray:
                 strict=True,
             )
         )
-        return _per_underlying_spot(table, mapping, names, uid, black76, codes)
+        return _per_underlying_spot(table, mapping, names, uid, black76, present)
     else:
         if len(real) > 1:
             raise ChainError(
@@ -635,6 +639,30 @@ class _Accumulated:
     group_counts: np.ndarray | None
     values: list[np.ndarray]
     statuses: list[np.ndarray]
+    order: np.ndarray | None  # row permutation applied before the kernel, if any
+
+
+#: Below this average run length (rows of one underlying in a row), rows are grouped by
+#: underlying before the kernel: its fast path works on runs of one underlying, and a
+#: stable sort plus a copy of the columns is far cheaper than row-by-row processing.
+MIN_AVERAGE_RUN = 256
+
+
+def _grouping_order(underlying_ids: pa.ChunkedArray) -> np.ndarray | None:
+    """A stable permutation grouping rows by underlying, or None if already grouped."""
+    ids = np.asarray(underlying_ids.combine_chunks().to_numpy(zero_copy_only=False))
+    if ids.size < 2:
+        return None
+    runs = 1 + int(np.count_nonzero(ids[1:] != ids[:-1]))
+    if runs * MIN_AVERAGE_RUN <= ids.size:
+        return None
+    return np.argsort(ids, kind="stable")
+
+
+def _unpermute(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    restored = np.empty_like(values)
+    restored[order] = values
+    return restored
 
 
 def _compensated_add(total: np.ndarray, compensation: np.ndarray, values: np.ndarray) -> None:
@@ -671,6 +699,9 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
     work = prepared.work
     if by_strike:
         work = work.append_column("gid", _assign_groups(prepared))
+    order = _grouping_order(work.column("uid"))
+    if order is not None:
+        work = work.take(order)
     call_sign, put_sign = convention.signs
     spot = _readonly(prepared.spot)
     rate = _readonly(prepared.rate)
@@ -742,6 +773,7 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
         group_counts=group_counts,
         values=values_kept,
         statuses=statuses_kept,
+        order=order,
     )
 
 
@@ -838,6 +870,11 @@ def _contract_table(prepared: _Prepared, accumulated: _Accumulated, min_time: fl
     source = prepared.source
     values = np.concatenate(accumulated.values) if accumulated.values else np.empty(0)
     status = np.concatenate(accumulated.statuses) if accumulated.statuses else np.empty(0, np.int8)
+    if accumulated.order is not None:  # back to input order
+        values, status = (
+            _unpermute(values, accumulated.order),
+            _unpermute(status, accumulated.order),
+        )
     reason_names = pa.array([None, *_kernels.REASONS], pa.string())
     reasons = pc.take(reason_names, pa.array(status.astype(np.int64)))
     columns = {
