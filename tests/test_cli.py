@@ -72,3 +72,12 @@ def test_console_script_entry_point():
         [sys.executable, "-m", "fastgex", "--version"], capture_output=True, text=True, check=True
     )
     assert completed.stdout.startswith("fastgex ")
+
+
+def test_cli_reports_bad_paths_and_spots(tmp_path, capsys):
+    assert main(["gex", str(tmp_path)]) == 2  # a directory: an error line, no traceback
+    assert "error" in capsys.readouterr().err
+    chain = tmp_path / "chain.parquet"
+    pq.write_table(sample_chain("SPX", 4700.0, seed=1).drop_columns(["spot"]), chain)
+    assert main(["gex", str(chain), "--spot", "SPX=4700,NDX"]) == 2
+    assert "NAME=SPOT" in capsys.readouterr().err

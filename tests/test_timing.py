@@ -142,3 +142,63 @@ def test_string_expirations():
     assert years[0] == pytest.approx(_seconds(settle, snapshot) / YEAR_SECONDS)
     with pytest.raises(ValueError, match="expiration"):
         fastgex.gex(_chain(["19/01/2024"]), snapshot_time=snapshot)
+
+
+# Regressions from review: each of these once gave a silently wrong time to expiry.
+
+
+def test_null_snapshot_row_is_missing_under_business_days():
+    snapshots = pa.array([dt.datetime(2024, 1, 5, 15, tzinfo=dt.timezone.utc), None])
+    table = _chain([dt.date(2024, 1, 19)] * 2).append_column(
+        "snapshot_time", snapshots.cast(pa.timestamp("us", tz="UTC"))
+    )
+    for day_count in ("act365", "bus252"):
+        result = fastgex.gex(table, day_count=day_count)
+        assert result.dropped.to_pylist() == [
+            {"underlying": "SPX", "reason": "missing_value", "count": 1}
+        ]
+
+
+def test_numpy_datetime64_snapshot_is_local_time():
+    table = _chain([dt.date(2024, 1, 19)])
+    _, from_numpy = _years(table, snapshot_time=np.datetime64("2024-01-19T10:00"))
+    _, from_text = _years(table, snapshot_time="2024-01-19T10:00")
+    assert from_numpy == pytest.approx(from_text) and from_numpy[0] == pytest.approx(
+        6 * 3600 / YEAR_SECONDS
+    )
+
+
+def test_aware_midnight_expiration_is_a_date():
+    snapshot = dt.datetime(2024, 1, 19, 10, 0, tzinfo=NEW_YORK)
+    midnight = pa.array([dt.datetime(2024, 1, 19, 0, 0, tzinfo=NEW_YORK)]).cast(
+        pa.timestamp("ns", tz="America/New_York")
+    )
+    _, years = _years(_chain(midnight), snapshot_time=snapshot)
+    assert years[0] == pytest.approx(6 * 3600 / YEAR_SECONDS)
+
+
+@pytest.mark.parametrize(
+    "expirations",
+    [
+        pa.array(["2024-01-19"]).dictionary_encode(),
+        pa.array([20240119]),
+        pa.array(["2024-01-19T21:00:00Z"]),
+        pa.array(["2024-01-19T16:00:00-05:00"]),
+    ],
+    ids=["categorical", "yyyymmdd-int", "iso-z", "iso-offset"],
+)
+def test_more_expiration_encodings(expirations):
+    snapshot = dt.datetime(2024, 1, 19, 10, 0, tzinfo=NEW_YORK)
+    _, years = _years(_chain(expirations), snapshot_time=snapshot)
+    assert years[0] == pytest.approx(6 * 3600 / YEAR_SECONDS)
+
+
+def test_null_inside_a_dictionary_is_a_missing_value():
+    underlying = pa.DictionaryArray.from_arrays(
+        pa.array([0, 1], pa.int32()), pa.array(["SPX", None])
+    )
+    table = _chain([dt.date(2024, 1, 19)] * 2).set_column(0, "underlying", underlying)
+    result = fastgex.gex(table, snapshot_time=dt.datetime(2024, 1, 18, 12, tzinfo=NEW_YORK))
+    assert result.dropped.to_pylist() == [
+        {"underlying": None, "reason": "missing_value", "count": 1}
+    ]

@@ -137,7 +137,8 @@ class GexResult:
                 for entry in dropped_rows
                 if entry["underlying"] == row["underlying"]
             }
-            underlyings.append({**row, "dropped_reasons": reasons})
+            clean = {key: _jsonable(value) for key, value in row.items()}
+            underlyings.append({**clean, "dropped_reasons": reasons})
         return {
             "underlyings": underlyings,
             "unit": self.unit.value,
@@ -165,6 +166,8 @@ def _check_finite(prepared, accumulated) -> None:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/inf
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -271,6 +274,11 @@ def gex(
         zone=zone,
     )
     settings = {
+        "rate": rate if not isinstance(rate, Mapping) else dict(rate),
+        "dividend_yield": (
+            dividend_yield if not isinstance(dividend_yield, Mapping) else dict(dividend_yield)
+        ),
+        "on_invalid": on_invalid,
         "settlement": settlement_time,
         "settlement_tz": settlement_tz,
         "min_time_to_expiry": min_time_to_expiry,
@@ -420,6 +428,7 @@ def _prepare(
 
     # Underlyings: one id per distinct name; nulls get a trailing slot of their own.
     indices, distinct = _encode(underlying)
+    required_for_nulls[0] = indices  # nulls after decoding (dictionary nulls too)
     names = [None if name is None else str(name) for name in distinct]
     null_slot = len(names)
     uid = pc.fill_null(indices, null_slot).cast(pa.int32())
@@ -480,8 +489,10 @@ def _encode(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list]:
         values = column.chunk(0).dictionary.to_pylist()
         indices = pa.chunked_array([chunk.indices for chunk in column.chunks], kind.index_type)
         first_index: dict = {}
-        remap = [first_index.setdefault(value, len(first_index)) for value in values]
-        if len(first_index) != len(values):  # Arrow allows repeated dictionary values
+        # A null *value* in the dictionary is a missing value like a null index.
+        remap = [None if value is None else first_index.setdefault(value, len(first_index))
+                 for value in values]  # fmt: skip
+        if len(first_index) != len(values):  # repeated or null dictionary values
             indices = pc.take(pa.array(remap, pa.int32()), indices)
         return indices, list(first_index)
     if pa.types.is_dictionary(kind):
@@ -552,14 +563,16 @@ def _per_underlying_spot(table, spot, names, uid, black76, present) -> np.ndarra
                 f"({[names[i] for i in real][:5]}...): pass a mapping {{underlying: spot}}"
             )
         values[real] = float(spot)
-    if not black76:
-        bad = [
-            names[index]
-            for index in real
-            if not (values[index] > 0 and math.isfinite(values[index]))
-        ]
-        if bad:
-            raise ChainError(f"missing or invalid spot for underlying(s) {bad[:10]}")
+    # With Black-76 rows priced on their forward a spot is optional (NaN = not given),
+    # but a spot that is given must be valid either way.
+    checked = [index for index in real if not (black76 and math.isnan(values[index]))]
+    bad = [
+        names[index]
+        for index in checked
+        if not (values[index] > 0 and math.isfinite(values[index]))
+    ]
+    if bad:
+        raise ChainError(f"missing or invalid spot for underlying(s) {bad[:10]}")
     return values
 
 

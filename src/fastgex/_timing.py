@@ -62,8 +62,8 @@ def parse_snapshot(value: object, zone: ZoneInfo) -> dt.datetime:
             raise ValueError(f"cannot read snapshot_time {value!r}: use ISO 8601") from None
     if hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()
-    if isinstance(value, np.datetime64):
-        value = value.astype("datetime64[us]").astype(dt.datetime).replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, np.datetime64):  # naive by nature: local time in ``zone``
+        value = value.astype("datetime64[us]").astype(dt.datetime)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=zone)
@@ -78,16 +78,20 @@ def settlement_nanos(
 ) -> pa.ChunkedArray:
     """Settlement instant of each row as int64 nanoseconds since the epoch (UTC).
 
-    Dates settle at ``settlement`` local time in ``zone``. Timestamps with a time zone
-    are exact instants; naive timestamps are local times in ``zone``, and a naive
-    midnight is read as a plain date. Strings must be ISO dates or date-times.
+    Dates settle at ``settlement`` local time in ``zone``. Timestamps with a time of day
+    are exact instants (naive ones are local times in ``zone``); a timestamp at exactly
+    midnight (in its own time zone, or naive) is read as a plain date. Strings must be
+    ISO dates or date-times.
     """
     kind = expiration.type
+    if pa.types.is_dictionary(kind):  # e.g. pandas/polars categoricals: decode first
+        expiration = expiration.cast(kind.value_type)
+        kind = expiration.type
+    if pa.types.is_integer(kind):  # YYYYMMDD integers (ThetaData's ``exp``)
+        expiration = pc.cast(expiration, pa.string())
+        kind = expiration.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         expiration = _parse_string_expirations(expiration)
-        kind = expiration.type
-    if pa.types.is_dictionary(kind):
-        expiration = expiration.cast(kind.value_type)
         kind = expiration.type
     if not (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
         raise ChainError(
@@ -103,10 +107,10 @@ def settlement_nanos(
 
 def _settlement_instant(value, kind, settlement: dt.time, zone: ZoneInfo) -> int:
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            instant = value
-        elif value.time() == dt.time(0, 0):
+        if value.time() == dt.time(0, 0):  # a date stored as a timestamp
             instant = dt.datetime.combine(value.date(), settlement, zone)
+        elif value.tzinfo is not None:
+            instant = value
         else:
             instant = value.replace(tzinfo=zone)
     else:
@@ -116,7 +120,15 @@ def _settlement_instant(value, kind, settlement: dt.time, zone: ZoneInfo) -> int
 
 
 def _parse_string_expirations(expiration: pa.ChunkedArray) -> pa.ChunkedArray:
-    for fmt in ("%Y-%m-%d", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+    formats = (
+        "%Y-%m-%d",
+        "%Y%m%d",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S%z",
+    )
+    for fmt in formats:
         try:
             parsed = pc.strptime(expiration, format=fmt, unit="us", error_is_null=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -146,7 +158,11 @@ def snapshot_nanos(
         raise ChainError(f"column 'snapshot_time' has type {kind}; expected a timestamp")
     if kind.tz is None:
         # Naive timestamps are local times in the settlement zone.
-        column = pc.assume_timezone(column, timezone=zone.key)
+        # Ambiguous/nonexistent local times (DST changes) take the earlier reading,
+        # as a naive snapshot_time argument does (fold=0).
+        column = pc.assume_timezone(
+            column, timezone=zone.key, ambiguous="earliest", nonexistent="earliest"
+        )
     return pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64())
 
 
@@ -198,7 +214,8 @@ def _business_years(settle, snapshot, day_count: DayCount, zone: ZoneInfo) -> pa
         _to_numpy_int(snapshot) if not isinstance(snapshot, int) else np.int64(snapshot),
         settle_np.shape,
     )
-    valid = settle_np != np.iinfo(np.int64).min
+    missing = np.iinfo(np.int64).min  # how _to_numpy_int marks nulls
+    valid = (settle_np != missing) & (snapshot_np != missing)
     expired = settle_np <= snapshot_np
     settle_dates = _local_dates(settle_np, zone)
     snapshot_dates = _local_dates(snapshot_np, zone)

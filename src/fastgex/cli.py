@@ -124,10 +124,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _spot_arg(text: str | None):
     if text is None:
         return None
-    if "=" in text:  # SPX=4700,NDX=15000
-        pairs = [item.split("=", 1) for item in text.split(",") if item]
-        return {name.strip(): float(value) for name, value in pairs}
-    return float(text)
+    try:
+        if "=" in text:  # SPX=4700,NDX=15000
+            pairs = [item.split("=", 1) for item in text.split(",") if item]
+            return {name.strip(): float(value) for name, value in pairs}
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"--spot {text!r}: give a number, or NAME=SPOT pairs separated by commas"
+        ) from None
 
 
 def _cmd_gex(args: argparse.Namespace) -> int:
@@ -214,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as error:
+    except (ValueError, TypeError, KeyError, OSError) as error:
         print(f"fastgex: error: {error}", file=sys.stderr)
         return 2
 
