@@ -389,6 +389,8 @@ def run(
                 rate_value = rate[underlying] if not ROW_CARRY else 0.0
                 dividend_value = dividend_yield[underlying] if not ROW_CARRY else 0.0
                 multiplier_value = multiplier[underlying] if not ROW_MULTIPLIER else 0.0
+                # Two calls that differ only in the last argument, on purpose: a literal
+                # True/False lets the per-row store be compiled out of the hot loop.
                 if write_values:
                     call_total, put_total, counted = segment_sums(
                         base + start,
