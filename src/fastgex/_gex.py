@@ -7,6 +7,7 @@ input is used in place.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping
@@ -286,15 +287,7 @@ def gex(
         "dealer_position": prepared.config.dealer_position,
         "model": "black76" if prepared.config.black76 else "bsm",
     }
-    config = _kernels.KernelConfig(
-        black76=prepared.config.black76,
-        vendor_gamma=gamma_source is GammaSource.COLUMN,
-        dealer_position=prepared.config.dealer_position,
-        row_carry=prepared.config.row_carry,
-        row_multiplier=prepared.config.row_multiplier,
-        has_time=prepared.config.has_time,
-        unit_power=unit.price_power,
-    )
+    config = dataclasses.replace(prepared.config, unit_power=unit.price_power)
     accumulated = _run(
         prepared, config, convention, unit, min_time_to_expiry, by_strike, per_contract
     )
@@ -319,15 +312,6 @@ def gex(
     return result
 
 
-@dataclass(frozen=True)
-class _Flags:
-    black76: bool
-    dealer_position: bool
-    row_carry: bool
-    row_multiplier: bool
-    has_time: bool
-
-
 @dataclass
 class _Prepared:
     """Everything the kernels need, as Arrow columns and per-underlying numpy arrays."""
@@ -339,7 +323,8 @@ class _Prepared:
     rate: np.ndarray
     dividend_yield: np.ndarray
     multiplier: np.ndarray
-    config: _Flags
+    config: _kernels.KernelConfig  # unit_power is set by the caller
+    uid_values: np.ndarray  # underlying id per row, contiguous
     snapshot: dt.datetime | None
     n_groups: int = 0
     group_underlying: np.ndarray | None = None
@@ -472,7 +457,15 @@ def _prepare(
         rate=rate_array,
         dividend_yield=div_array,
         multiplier=mult_array,
-        config=_Flags(black76, has_position, row_carry, row_multiplier, has_time),
+        config=_kernels.KernelConfig(
+            black76=black76,
+            vendor_gamma=vendor,
+            dealer_position=has_position,
+            row_carry=row_carry,
+            row_multiplier=row_multiplier,
+            has_time=has_time,
+        ),
+        uid_values=uid_values,
         snapshot=snapshot_dt,
     )
 
@@ -661,9 +654,8 @@ class _Accumulated:
 MIN_AVERAGE_RUN = 256
 
 
-def _grouping_order(underlying_ids: pa.ChunkedArray) -> np.ndarray | None:
+def _grouping_order(ids: np.ndarray) -> np.ndarray | None:
     """A stable permutation grouping rows by underlying, or None if already grouped."""
-    ids = np.asarray(underlying_ids.combine_chunks().to_numpy(zero_copy_only=False))
     if ids.size < 2:
         return None
     runs = 1 + int(np.count_nonzero(ids[1:] != ids[:-1]))
@@ -712,7 +704,7 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
     work = prepared.work
     if by_strike:
         work = work.append_column("gid", _assign_groups(prepared))
-    order = _grouping_order(work.column("uid"))
+    order = _grouping_order(prepared.uid_values)
     if order is not None:
         work = work.take(order)
     call_sign, put_sign = convention.signs
