@@ -38,6 +38,10 @@ DEFAULT_MULTIPLIER = 100.0
 #: Floor on time to expiry (one minute, in years) so 0DTE gamma stays finite.
 DEFAULT_MIN_TIME_TO_EXPIRY = 60.0 / (365.0 * 86_400.0)
 
+#: Read-time reasons as the kernel sees them (uint8: the negative codes wrap above 1).
+_MISSING_U8 = np.uint8(_kernels.MISSING_CODE & 0xFF)
+_UNKNOWN_TYPE_U8 = np.uint8(_kernels.UNKNOWN_TYPE_CODE & 0xFF)
+
 _CALL_NAMES = {"c", "call", "calls"}
 _PUT_NAMES = {"p", "put", "puts"}
 
@@ -431,7 +435,7 @@ def _prepare(
             is_null = pc.is_null(column)
             missing = is_null if missing is None else pc.or_(missing, is_null)
     if missing is not None:
-        codes = pc.if_else(missing, pa.scalar(np.uint8(_kernels.MISSING_CODE & 0xFF)), codes)
+        codes = pc.if_else(missing, pa.scalar(_MISSING_U8), codes)
 
     spot_array = _per_underlying_spot(table, spot, names, uid, black76, present)
     rate_array, row_rate = _carry(table, "rate", rate, names, columns)
@@ -441,11 +445,13 @@ def _prepare(
         for name, values in (("rate", rate_array), ("dividend_yield", div_array)):
             if name not in columns:
                 columns[name] = pc.take(pa.array(values), uid)
-    mult_array, row_multiplier = _multiplier(table, n_underlyings, columns)
+    mult_array, row_multiplier = _column_per_underlying(
+        table, "multiplier", DEFAULT_MULTIPLIER, n_underlyings, columns
+    )
     for name in ("multiplier", "rate", "dividend_yield"):
         if name in columns and columns[name].null_count:
             is_null = pc.is_null(columns[name])
-            codes = pc.if_else(is_null, pa.scalar(np.uint8(_kernels.MISSING_CODE & 0xFF)), codes)
+            codes = pc.if_else(is_null, pa.scalar(_MISSING_U8), codes)
     columns["uid"] = uid
     columns["code"] = codes
     work = pa.table(columns)
@@ -498,8 +504,8 @@ def _encode(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list]:
 
 def _option_codes(option_type: pa.ChunkedArray) -> pa.ChunkedArray:
     """uint8 code per row: 1 call, 0 put, 255 unknown (-1), 254 missing (-2)."""
-    unknown = np.uint8(_kernels.UNKNOWN_TYPE_CODE & 0xFF)
-    missing = np.uint8(_kernels.MISSING_CODE & 0xFF)
+    unknown = _UNKNOWN_TYPE_U8
+    missing = _MISSING_U8
     if pa.types.is_boolean(option_type.type):  # is_call flags
         codes = pc.cast(option_type, pa.uint8())
         return pc.fill_null(codes, missing)
@@ -579,39 +585,39 @@ def _constant(column: pa.ChunkedArray) -> float | None:
     return low.as_py() if low.as_py() == high.as_py() else None
 
 
-def _carry(table, name, given, names, columns) -> tuple[np.ndarray, bool]:
-    """Per-underlying values of ``rate`` / ``dividend_yield``, or a per-row column."""
-    values = np.zeros(len(names))
-    if given is None and name in table.column_names:
-        column = _as_float(table.column(name), name)
-        constant = _constant(column)
-        if constant is not None:
-            values[:] = constant
-            return values, False
-        columns[name] = column
-        return values, True
-    if isinstance(given, Mapping):
-        for index, underlying in enumerate(names):
-            if underlying in given:
-                values[index] = float(given[underlying])
-    elif given is not None:
-        values[:] = float(given)
-    if not np.all(np.isfinite(values)):
-        raise ChainError(f"{name} must be finite")
-    return values, False
+def _column_per_underlying(table, name, default, n_underlyings, columns):
+    """``(values, per_row)`` for an optional numeric column.
 
-
-def _multiplier(table, n_underlyings, columns) -> tuple[np.ndarray, bool]:
-    values = np.full(n_underlyings, DEFAULT_MULTIPLIER)
-    if "multiplier" not in table.column_names:
+    A column holding one value (no nulls, no NaN) becomes that value for every
+    underlying, so the kernel reads no per-row array; a varying column goes to the
+    kernel per row (``columns[name]``); no column gives ``default``.
+    """
+    values = np.full(n_underlyings, default)
+    if name not in table.column_names:
         return values, False
-    column = _as_float(table.column("multiplier"), "multiplier")
+    column = _as_float(table.column(name), name)
     constant = _constant(column)
     if constant is not None:
         values[:] = constant
         return values, False
-    columns["multiplier"] = column
+    columns[name] = column
     return values, True
+
+
+def _carry(table, name, given, names, columns) -> tuple[np.ndarray, bool]:
+    """Per-underlying values of ``rate`` / ``dividend_yield``, or a per-row column."""
+    if given is None:
+        return _column_per_underlying(table, name, 0.0, len(names), columns)
+    values = np.zeros(len(names))
+    if isinstance(given, Mapping):
+        for index, underlying in enumerate(names):
+            if underlying in given:
+                values[index] = float(given[underlying])
+    else:
+        values[:] = float(given)
+    if not np.all(np.isfinite(values)):
+        raise ChainError(f"{name} must be finite")
+    return values, False
 
 
 _EMPTY = np.empty(0)

@@ -115,8 +115,7 @@ def _settlement_instant(value, kind, settlement: dt.time, zone: ZoneInfo) -> int
             instant = value.replace(tzinfo=zone)
     else:
         instant = dt.datetime.combine(value, settlement, zone)
-    delta = instant.astimezone(dt.timezone.utc) - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * _NANOS_PER_SECOND + delta.microseconds * 1000
+    return epoch_nanos(instant)
 
 
 def _parse_string_expirations(expiration: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -147,7 +146,7 @@ def snapshot_nanos(
     """The snapshot instant: the argument if given, else the ``snapshot_time`` column."""
     if snapshot_time is not None:
         instant = parse_snapshot(snapshot_time, zone)
-        return settlement_instant_of(instant)
+        return epoch_nanos(instant)
     if column is None:
         raise ChainError(
             "snapshot_time is required to turn 'expiration' into time to expiry: pass "
@@ -166,7 +165,7 @@ def snapshot_nanos(
     return pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64())
 
 
-def settlement_instant_of(instant: dt.datetime) -> int:
+def epoch_nanos(instant: dt.datetime) -> int:
     """Nanoseconds since the epoch of an aware datetime."""
     delta = instant - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * _NANOS_PER_SECOND + delta.microseconds * 1000
