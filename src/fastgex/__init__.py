@@ -3,7 +3,8 @@
 GEX describes how the market behaves *if* it moves (dampened when dealers are long
 gamma, amplified when short), never *which way* it moves.
 
-The public API: :func:`read_chain`, :func:`gex` and :class:`GexResult`, the named
+The public API: :func:`read_chain`, :func:`gex` and :class:`GexResult`; :func:`levels`,
+:func:`profile` and :func:`classify_regime` (expiry buckets in :mod:`fastgex.buckets`); the named
 choices :class:`Convention`, :class:`Unit`, :class:`GammaSource`, :class:`DayCount`,
 sample data in :mod:`fastgex.sample`, readers in :mod:`fastgex.io` and the slow
 reference implementation in :mod:`fastgex.reference`.
@@ -12,7 +13,9 @@ reference implementation in :mod:`fastgex.reference`.
 from fastgex._chain import read_chain
 from fastgex._errors import ChainError, InvalidRowsError
 from fastgex._gex import GexResult, gex
+from fastgex._levels import LevelsResult, ProfileResult, levels, profile
 from fastgex.conventions import Convention, DayCount, GammaSource, Unit
+from fastgex.regime import Regime, RegimeThresholds, classify_regime, measure_skew, skew_zscore
 
 __version__ = "0.1.0"
 
@@ -23,8 +26,17 @@ __all__ = [
     "GammaSource",
     "GexResult",
     "InvalidRowsError",
+    "LevelsResult",
+    "ProfileResult",
+    "Regime",
+    "RegimeThresholds",
     "Unit",
     "__version__",
+    "classify_regime",
     "gex",
+    "levels",
+    "measure_skew",
+    "profile",
     "read_chain",
+    "skew_zscore",
 ]

@@ -22,7 +22,12 @@ import pyarrow.compute as pc
 from fastgex import _kernels
 from fastgex._chain import ALIASES, read_chain
 from fastgex._errors import ChainError, InvalidRowsError
-from fastgex._timing import parse_settlement, snapshot_nanos, time_to_expiry
+from fastgex._timing import (
+    parse_settlement,
+    settlement_codes,
+    snapshot_nanos,
+    time_to_expiry,
+)
 from fastgex.conventions import (
     Convention,
     DayCount,
@@ -256,6 +261,63 @@ def gex(
     fastgex.InvalidRowsError
         With ``on_invalid="raise"``, when any row is invalid.
     """
+    return _engine(
+        chain,
+        spot=spot,
+        snapshot_time=snapshot_time,
+        convention=convention,
+        unit=unit,
+        gamma_source=gamma_source,
+        rate=rate,
+        dividend_yield=dividend_yield,
+        day_count=day_count,
+        settlement=settlement,
+        settlement_tz=settlement_tz,
+        min_time_to_expiry=min_time_to_expiry,
+        per_contract=per_contract,
+        by_strike=by_strike,
+        on_invalid=on_invalid,
+        columns=columns,
+        format=format,
+    ).result
+
+
+@dataclass
+class _Engine:
+    """One GEX run with its intermediate state, for callers that build on it (levels)."""
+
+    result: GexResult
+    prepared: _Prepared
+    accumulated: _Accumulated
+    kernel_config: _kernels.KernelConfig
+    min_time: float
+
+
+def _engine(
+    chain: Any,
+    *,
+    spot: Any = None,
+    snapshot_time: Any = None,
+    convention: str | Convention = Convention.SHORT_CALLS_LONG_PUTS,
+    unit: str | Unit = Unit.DOLLARS_PER_1PCT,
+    gamma_source: str | GammaSource = GammaSource.MODEL,
+    rate: Any = None,
+    dividend_yield: Any = None,
+    day_count: str | DayCount = "act365",
+    settlement: str | dt.time = "pm",
+    settlement_tz: str = "America/New_York",
+    min_time_to_expiry: float = DEFAULT_MIN_TIME_TO_EXPIRY,
+    per_contract: bool = False,
+    by_strike: bool = True,
+    on_invalid: str = "drop",
+    columns: Mapping[str, str] | None = None,
+    format: str = "auto",
+    by_expiry: bool = False,
+) -> _Engine:
+    """:func:`gex` with its intermediate state (see there for the parameters).
+
+    ``by_expiry`` makes the per-strike groups (underlying, strike, expiry).
+    """
     if on_invalid not in ("drop", "raise"):
         raise ValueError(f"on_invalid must be 'drop' or 'raise', not {on_invalid!r}")
     convention = parse_convention(convention)
@@ -293,7 +355,7 @@ def gex(
     }
     config = dataclasses.replace(prepared.config, unit_power=unit.price_power)
     accumulated = _run(
-        prepared, config, convention, unit, min_time_to_expiry, by_strike, per_contract
+        prepared, config, convention, unit, min_time_to_expiry, by_strike, per_contract, by_expiry
     )
     _check_finite(prepared, accumulated)
     result = _assemble(
@@ -313,7 +375,7 @@ def gex(
             for row in result.dropped.to_pylist()[:10]
         )
         raise InvalidRowsError(f"{result.dropped_count} invalid rows ({summary})", result.dropped)
-    return result
+    return _Engine(result, prepared, accumulated, config, min_time_to_expiry)
 
 
 @dataclass
@@ -330,9 +392,13 @@ class _Prepared:
     config: _kernels.KernelConfig  # unit_power is set by the caller
     uid_values: np.ndarray  # underlying id per row, contiguous
     snapshot: dt.datetime | None
+    #: Distinct settlement instants (epoch ns) that ``work["expiry"]`` indexes, if dated.
+    expiry_instants: np.ndarray | None = None
+    zone: ZoneInfo | None = None
     n_groups: int = 0
     group_underlying: np.ndarray | None = None
     group_strike: np.ndarray | None = None
+    group_expiry: np.ndarray | None = None
 
 
 def _require(table: pa.Table, name: str, why: str) -> pa.ChunkedArray:
@@ -390,6 +456,7 @@ def _prepare(
         required_for_nulls.append(columns["forward"])
 
     snapshot_dt: dt.datetime | None = None
+    expiry_instants = None
     has_time = True
     if "time_to_expiry" in table.column_names:
         columns["time"] = _as_float(table.column("time_to_expiry"), "time_to_expiry")
@@ -400,9 +467,14 @@ def _prepare(
         snapshot = snapshot_nanos(snapshot_time, snapshot_column, zone)
         if isinstance(snapshot, int):
             snapshot_dt = dt.datetime.fromtimestamp(snapshot / 1e9, tz=dt.timezone.utc)
-        columns["time"] = time_to_expiry(
-            table.column("expiration"), snapshot, day_count, settlement, zone
+        expiry_code, expiry_instants = settlement_codes(
+            table.column("expiration"), settlement, zone
         )
+        settle = pa.chunked_array([pc.take(pa.array(expiry_instants), expiry_code)])
+        columns["time"] = time_to_expiry(
+            settle, snapshot, day_count, settlement, zone, settled=True
+        )
+        columns["expiry"] = pa.chunked_array([expiry_code.cast(pa.int32())])
     elif vendor:
         has_time = False  # vendor gamma needs no time; nothing to check expiry against
     else:
@@ -473,6 +545,8 @@ def _prepare(
         ),
         uid_values=uid_values,
         snapshot=snapshot_dt,
+        expiry_instants=expiry_instants,
+        zone=zone,
     )
 
 
@@ -648,10 +722,12 @@ class _Accumulated:
     rows: np.ndarray
     drops: np.ndarray  # [underlying, reason code]
     group_sums: np.ndarray | None
-    group_counts: np.ndarray | None
+    group_quantity: np.ndarray
+    group_counts: np.ndarray
     values: list[np.ndarray]
     statuses: list[np.ndarray]
     order: np.ndarray | None  # row permutation applied before the kernel, if any
+    work: pa.Table | None = None  # the prepared columns in kernel order
 
 
 #: Below this average run length (rows of one underlying in a row), rows are grouped by
@@ -685,34 +761,47 @@ def _compensated_add(total: np.ndarray, compensation: np.ndarray, values: np.nda
     total[...] = new_total
 
 
-def _assign_groups(prepared: _Prepared) -> pa.ChunkedArray:
-    """Group id per row for (underlying, strike), via Arrow's hash kernels."""
-    work = prepared.work
+def _assign_groups(prepared: _Prepared, work: pa.Table, by_expiry: bool) -> pa.ChunkedArray:
+    """Group id per row for (underlying, strike) or (underlying, strike, expiry).
+
+    Uses Arrow's hash kernels. ``work`` is in kernel order (grouped by underlying), so
+    ids numbered by first appearance keep each kernel block's range of group ids tight.
+    Rows without an expiration share the expiry code ``n_expiries``.
+    """
     strike_codes = work.column("strike").dictionary_encode().combine_chunks()
     n_strikes = max(1, len(strike_codes.dictionary))
     key = pc.add(
         pc.multiply(pc.cast(work.column("uid"), pa.int64()), n_strikes),
         pc.cast(pc.fill_null(strike_codes.indices, 0), pa.int64()),
     )
+    n_expiries = 1
+    if by_expiry:
+        n_expiries = len(prepared.expiry_instants) + 1
+        expiry = pc.fill_null(work.column("expiry"), n_expiries - 1)
+        key = pc.add(pc.multiply(key, n_expiries), pc.cast(expiry, pa.int64()))
     groups = pc.dictionary_encode(key)
     groups = groups.combine_chunks() if isinstance(groups, pa.ChunkedArray) else groups
     keys = groups.dictionary.to_numpy()
     prepared.n_groups = len(keys)
+    prepared.group_expiry = (keys % n_expiries).astype(np.int64)
+    keys = keys // n_expiries
     prepared.group_underlying = (keys // n_strikes).astype(np.int64)
     strikes = strike_codes.dictionary.to_numpy(zero_copy_only=False)
     prepared.group_strike = strikes[keys % n_strikes] if len(strikes) else np.zeros(len(keys))
     return pa.chunked_array([groups.indices.cast(pa.int32())])
 
 
-def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) -> _Accumulated:
+def _run(
+    prepared, config, convention, unit, min_time, by_strike, per_contract, by_expiry=False
+) -> _Accumulated:
     n_underlyings = len(prepared.names)
     kernel = _kernels.gex_kernel(config)
     work = prepared.work
-    if by_strike:
-        work = work.append_column("gid", _assign_groups(prepared))
     order = _grouping_order(prepared.uid_values)
     if order is not None:
         work = work.take(order)
+    if by_strike:
+        work = work.append_column("gid", _assign_groups(prepared, work, by_expiry))
     call_sign, put_sign = convention.signs
     spot = _readonly(prepared.spot)
     rate = _readonly(prepared.rate)
@@ -722,9 +811,11 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
     compensation = np.zeros((n_underlyings, 2))
     rows = np.zeros(n_underlyings, dtype=np.int64)
     drops = np.zeros((n_underlyings, len(_kernels.REASONS) + 1), dtype=np.int64)
-    group_sums = np.zeros((prepared.n_groups, 2)) if by_strike else None
-    group_comp = np.zeros((prepared.n_groups, 2)) if by_strike else None
-    group_counts = np.zeros(prepared.n_groups, dtype=np.int64) if by_strike else None
+    n_groups = prepared.n_groups if by_strike else 0
+    group_sums = np.zeros((n_groups, 2))
+    group_comp = np.zeros((n_groups, 2))
+    group_quantity = np.zeros((n_groups, 2))
+    group_counts = np.zeros(n_groups, dtype=np.int64)
     values_kept: list[np.ndarray] = []
     statuses_kept: list[np.ndarray] = []
     for batch in work.to_batches():
@@ -734,13 +825,16 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
         uid = _numpy(batch, "uid", np.int32)
         code = _numpy(batch, "code", np.uint8)
         # Outputs stay writable (an empty array means "not wanted").
-        per_row = by_strike or per_contract
-        values = np.empty(n_rows if per_row else 0)
-        status = np.zeros(n_rows if per_row else 0, dtype=np.int8)
+        values = np.empty(n_rows if per_contract else 0)
+        status = np.zeros(n_rows if per_contract else 0, dtype=np.int8)
+        gid = _numpy(batch, "gid", np.int32)
+        block_rows = _kernels.rows_per_block(n_rows, n_underlyings)
+        if by_strike:
+            block_rows = _kernels.group_rows_per_block(gid, block_rows)
         multiplier = (
             _numpy(batch, "multiplier", np.float64) if config.row_multiplier else multiplier_u
         )
-        batch_sums, batch_rows = kernel(
+        batch_sums, batch_rows, batch_group_sums, batch_quantity, batch_group_rows = kernel(
             _numpy(batch, "strike", np.float64),
             _numpy(batch, "vol", np.float64),
             _numpy(batch, "time", np.float64),
@@ -758,20 +852,19 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
             unit.scale,
             min_time,
             n_underlyings,
-            _kernels.rows_per_block(n_rows, n_underlyings),
+            block_rows,
             values,
             status,
+            gid,
+            n_groups,
         )
         _compensated_add(sums, compensation, batch_sums)
         rows += batch_rows.sum(axis=1)
         drops += batch_rows
         if by_strike:
-            gid = _numpy(batch, "gid", np.int32)
-            batch_group_sums, batch_group_counts = _kernels.group_sums(
-                values, code, status, gid, prepared.n_groups
-            )
             _compensated_add(group_sums, group_comp, batch_group_sums)
-            group_counts += batch_group_counts
+            group_quantity += batch_quantity
+            group_counts += batch_group_rows
         if per_contract:
             values_kept.append(values)
             statuses_kept.append(status)
@@ -780,11 +873,13 @@ def _run(prepared, config, convention, unit, min_time, by_strike, per_contract) 
         sums=sums + compensation,
         rows=rows,
         drops=drops,
-        group_sums=None if group_sums is None else group_sums + group_comp,
+        group_sums=group_sums + group_comp if by_strike else None,
+        group_quantity=group_quantity,
         group_counts=group_counts,
         values=values_kept,
         statuses=statuses_kept,
         order=order,
+        work=work,
     )
 
 

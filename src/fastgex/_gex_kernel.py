@@ -53,6 +53,7 @@ from fastgex._kernel_common import (
     STRIP_ROWS,
     _add_to,
     _finite,
+    _id_range,
     _neumaier_add,
 )
 
@@ -251,12 +252,14 @@ def segment_sums(
     unit_scale,
     min_time,
     values_out,
+    stored_base,
     store_values,
 ):
     """Call sum, put sum and count of counted rows over ``base .. base+length``.
 
     The rows belong to one underlying, whose parameters come in as scalars: one flat,
-    branch-free loop that LLVM vectorizes. Callers pass ``store_values`` as a literal,
+    branch-free loop that LLVM vectorizes. Row ``r``'s value goes to
+    ``values_out[r - stored_base]``. Callers pass ``store_values`` as a literal,
     so after inlining the store (and its branch) is folded in or out of the loop.
     """
     call_total = 0.0
@@ -286,13 +289,23 @@ def segment_sums(
             min_time,
         )
         if store_values:
-            values_out[row] = value
+            values_out[row - stored_base] = value
         # Arithmetic split, not a select: it keeps the loop vectorized.
         call_weight = np.float64(option_code[row])
         call_total += value * call_weight
         put_total += value * (1.0 - call_weight)
         counted += valid
     return call_total, put_total, counted
+
+
+@scalar_function
+def _add_group_row(group_sums, group_compensation, group_quantity, group_rows, slot, code, value,
+                   amount):  # fmt: skip
+    """Add one counted row to its (strike, ...) group: compensated GEX, quantity, count."""
+    side = 0 if code == CALL_CODE else 1
+    _add_to(group_sums, group_compensation, slot, side, value)
+    group_quantity[slot, side] += amount
+    group_rows[slot] += 1
 
 
 @kernel
@@ -317,44 +330,59 @@ def run(
     rows_per_block,
     values_out,
     status_out,
+    group_id,
+    n_groups,
 ):
-    """Accumulate call and put GEX per underlying; optionally write per-row values.
+    """Accumulate call and put GEX per underlying (and per group); optionally per-row values.
 
-    Returns ``(sums, rows)``: ``sums[u, 0]`` calls and ``sums[u, 1]`` puts of
-    underlying ``u``; ``rows[u, 0]`` rows of ``u`` that count and ``rows[u, c]`` rows
-    dropped with status ``c``. ``values_out`` is written when its
-    length equals the row count; ``status_out`` (zero-filled by the caller) gets the
-    code of each invalid row. Pass empty arrays to skip either.
+    ``underlying_id`` is the *slot* of each row: an underlying, or an (underlying, expiry
+    class) pair; ``spot``, ``rate``, ``dividend_yield`` and ``multiplier`` are indexed by
+    it. ``group_id`` (any finer key such as (underlying, strike), or empty for none)
+    numbers the rows' groups ``0 .. n_groups-1``.
 
-    Each strip is cut into segments, runs of one underlying (the whole strip when the
-    chain is grouped by underlying), and each segment is one :func:`segment_sums`
-    loop. Rows that do not count give 0.0 there; only when a segment's count falls
-    short are its rows walked again, one by one, to name the reasons.
+    Returns ``(sums, rows, group_sums, group_quantity, group_rows)``: ``sums[u, 0]``
+    calls and ``sums[u, 1]`` puts of slot ``u``; ``rows[u, 0]`` rows of ``u`` that count
+    and ``rows[u, c]`` rows dropped with status ``c``; per group the call/put GEX, the
+    call/put quantity (open interest or dealer position) and the rows that count.
+    ``values_out`` is written when its length equals the row count; ``status_out``
+    (zero-filled by the caller) gets the code of each invalid row. Pass empty arrays
+    to skip either.
+
+    Each strip is cut into segments, runs of one slot (the whole strip when the chain
+    is grouped by slot), and each segment is one :func:`segment_sums` loop. Rows that
+    do not count give 0.0 there; only when a segment's count falls short are its rows
+    walked again, one by one, to name the reasons. Group sums are a scalar scatter over
+    the segment's stored values right after the vectorized loop, while they are still
+    in L1: the per-strike tables cost no second pass over memory.
     """
     n_rows = strike.size
     n_blocks = max(1, (n_rows + rows_per_block - 1) // rows_per_block)
-    # Each block keeps partial sums only for the range of underlyings it touches (a
-    # chain grouped by underlying touches one or two per block). A dense
-    # blocks x underlyings array would be mostly zeros, and for a whole market
-    # (tens of thousands of underlyings) allocating and zeroing it costs more than
-    # the GEX itself. One cheap pass over underlying_id finds the ranges.
+    want_groups = group_id.size == n_rows and n_groups > 0
+    # Each block keeps partial sums only for the range of slots (and groups) it
+    # touches; a chain grouped by underlying touches one or two slots per block. A
+    # dense blocks x slots array would be mostly zeros, and for a whole market
+    # allocating and zeroing it costs more than the GEX itself.
     block_first = np.empty(n_blocks, dtype=np.int64)
     block_span = np.empty(n_blocks, dtype=np.int64)
+    group_first = np.zeros(n_blocks, dtype=np.int64)
+    group_span = np.zeros(n_blocks, dtype=np.int64)
     for block in numba.prange(n_blocks):
-        block_start = numba.uint64(block * rows_per_block)
-        block_stop = numba.uint64(min(n_rows, block * rows_per_block + rows_per_block))
-        lowest = n_underlyings
-        highest = 0
-        for row in range(block_start, block_stop):
-            underlying = underlying_id[row]
-            lowest = underlying if underlying < lowest else lowest
-            highest = underlying if underlying > highest else highest
-        block_first[block] = lowest if lowest <= highest else 0
-        block_span[block] = highest - lowest + 1 if lowest <= highest else 0
+        block_start = block * rows_per_block
+        block_stop = min(n_rows, block_start + rows_per_block)
+        first, span = _id_range(underlying_id, block_start, block_stop, n_underlyings)
+        block_first[block] = first
+        block_span[block] = span
+        if want_groups:
+            first_group, group_count = _id_range(group_id, block_start, block_stop, n_groups)
+            group_first[block] = first_group
+            group_span[block] = group_count
     block_offset = np.empty(n_blocks + 1, dtype=np.int64)
+    group_offset = np.empty(n_blocks + 1, dtype=np.int64)
     block_offset[0] = 0
+    group_offset[0] = 0
     for block in range(n_blocks):
         block_offset[block + 1] = block_offset[block] + block_span[block]
+        group_offset[block + 1] = group_offset[block] + group_span[block]
     n_partials = block_offset[n_blocks]
     partial_sums = np.zeros((n_partials, 2))
     partial_compensation = np.zeros((n_partials, 2))
@@ -362,17 +390,29 @@ def run(
     # rows dropped with status c. Small (slots x reasons), so every count is exact
     # and no per-row status array is needed unless the caller wants one.
     partial_rows = np.zeros((n_partials, len(REASONS) + 1), dtype=np.int64)
+    n_group_partials = group_offset[n_blocks]
+    partial_group_sums = np.zeros((n_group_partials, 2))
+    partial_group_compensation = np.zeros((n_group_partials, 2))
+    partial_group_quantity = np.zeros((n_group_partials, 2))
+    partial_group_rows = np.zeros(n_group_partials, dtype=np.int64)
     write_values = values_out.size == n_rows
     write_status = status_out.size == n_rows
     for block in numba.prange(n_blocks):
         block_start = block * rows_per_block
         block_stop = min(n_rows, block_start + rows_per_block)
         partial_base = block_offset[block] - block_first[block]
+        group_base = group_offset[block] - group_first[block]
+        # Where the per-row values go: the caller's array, else (when groups need
+        # them) a strip-sized scratch that stays in L1.
+        scratch = np.empty(STRIP_ROWS if want_groups and not write_values else 0)
+        stored = values_out if write_values else scratch
+        store_values = write_values or want_groups
         for strip_start in range(block_start, block_stop, STRIP_ROWS):
             # Unsigned indices: numba then skips its negative-index wraparound
             # check, which otherwise stops LLVM from vectorizing these loops.
             base = numba.uint64(strip_start)
             length = numba.uint64(min(STRIP_ROWS, block_stop - strip_start))
+            stored_base = numba.uint64(0) if write_values else base
             first_underlying = underlying_id[base]
             mixed = 0
             for offset in range(length):
@@ -391,7 +431,7 @@ def run(
                 multiplier_value = multiplier[underlying] if not ROW_MULTIPLIER else 0.0
                 # Two calls that differ only in the last argument, on purpose: a literal
                 # True/False lets the per-row store be compiled out of the hot loop.
-                if write_values:
+                if store_values:
                     call_total, put_total, counted = segment_sums(
                         base + start,
                         stop - start,
@@ -413,7 +453,8 @@ def run(
                         put_sign,
                         unit_scale,
                         min_time,
-                        values_out,
+                        stored,
+                        stored_base,
                         True,
                     )
                 else:
@@ -438,18 +479,33 @@ def run(
                         put_sign,
                         unit_scale,
                         min_time,
-                        values_out,
+                        stored,
+                        stored_base,
                         False,
                     )
                 slot = partial_base + underlying
                 _add_to(partial_sums, partial_compensation, slot, 0, call_total)
                 _add_to(partial_sums, partial_compensation, slot, 1, put_total)
                 partial_rows[slot, 0] += counted
-                if counted != stop - start:
+                if counted == stop - start:
+                    if want_groups:
+                        for offset in range(start, stop):
+                            row = base + offset
+                            _add_group_row(
+                                partial_group_sums,
+                                partial_group_compensation,
+                                partial_group_quantity,
+                                partial_group_rows,
+                                group_base + group_id[row],
+                                option_code[row],
+                                stored[row - stored_base],
+                                quantity[row],
+                            )
+                else:
                     # Some rows did not count: name the reason of each, row by row.
                     for offset in range(start, stop):
                         row = base + offset
-                        _, valid = contract_value(
+                        value, valid = contract_value(
                             row,
                             strike,
                             vol,
@@ -470,41 +526,85 @@ def run(
                             unit_scale,
                             min_time,
                         )
-                        if valid == 0:
-                            status = row_status(
-                                row,
-                                strike,
-                                vol,
-                                time_to_expiry,
-                                quantity,
-                                option_code,
-                                underlying_id,
-                                rate,
-                                dividend_yield,
-                                forward,
-                                gamma_column,
-                                multiplier,
-                            )
-                            if status == 0:  # valid inputs, but no finite result
-                                status = _NON_FINITE
-                            partial_rows[slot, status] += 1
-                            if write_status:
-                                status_out[row] = status
+                        if valid != 0:
+                            if want_groups:
+                                _add_group_row(
+                                    partial_group_sums,
+                                    partial_group_compensation,
+                                    partial_group_quantity,
+                                    partial_group_rows,
+                                    group_base + group_id[row],
+                                    option_code[row],
+                                    value,
+                                    quantity[row],
+                                )
+                            continue
+                        status = row_status(
+                            row,
+                            strike,
+                            vol,
+                            time_to_expiry,
+                            quantity,
+                            option_code,
+                            underlying_id,
+                            rate,
+                            dividend_yield,
+                            forward,
+                            gamma_column,
+                            multiplier,
+                        )
+                        if status == 0:  # valid inputs, but no finite result
+                            status = _NON_FINITE
+                        partial_rows[slot, status] += 1
+                        if write_status:
+                            status_out[row] = status
                 start = stop
     sums = np.zeros((n_underlyings, 2))
     compensation = np.zeros((n_underlyings, 2))
     rows = np.zeros((n_underlyings, len(REASONS) + 1), dtype=np.int64)
+    _combine(block_first, block_offset, partial_sums, partial_compensation, sums, compensation)
     for block in range(n_blocks):
         for slot in range(block_offset[block], block_offset[block + 1]):
-            underlying = block_first[block] + slot - block_offset[block]
-            rows[underlying] += partial_rows[slot]
+            rows[block_first[block] + slot - block_offset[block]] += partial_rows[slot]
+    n_out_groups = n_groups if want_groups else 0
+    group_sums = np.zeros((n_out_groups, 2))
+    group_compensation = np.zeros((n_out_groups, 2))
+    group_quantity = np.zeros((n_out_groups, 2))
+    group_rows = np.zeros(n_out_groups, dtype=np.int64)
+    if want_groups:
+        _combine(
+            group_first,
+            group_offset,
+            partial_group_sums,
+            partial_group_compensation,
+            group_sums,
+            group_compensation,
+        )
+        for block in range(n_blocks):
+            for slot in range(group_offset[block], group_offset[block + 1]):
+                group = group_first[block] + slot - group_offset[block]
+                group_rows[group] += partial_group_rows[slot]
+                group_quantity[group, 0] += partial_group_quantity[slot, 0]
+                group_quantity[group, 1] += partial_group_quantity[slot, 1]
+    return (
+        sums + compensation,
+        rows,
+        group_sums + group_compensation,
+        group_quantity,
+        group_rows,
+    )
+
+
+@scalar_function
+def _combine(first, offset, partial_sums, partial_compensation, sums, compensation):
+    """Add per-block partial sums into ``sums`` in block order (deterministic, compensated)."""
+    for block in range(first.size):
+        for slot in range(offset[block], offset[block + 1]):
+            target = first[block] + slot - offset[block]
             for side in range(2):
-                compensation[underlying, side] += partial_compensation[slot, side]
+                compensation[target, side] += partial_compensation[slot, side]
                 total, comp = _neumaier_add(
-                    sums[underlying, side],
-                    compensation[underlying, side],
-                    partial_sums[slot, side],
+                    sums[target, side], compensation[target, side], partial_sums[slot, side]
                 )
-                sums[underlying, side] = total
-                compensation[underlying, side] = comp
-    return sums + compensation, rows
+                sums[target, side] = total
+                compensation[target, side] = comp

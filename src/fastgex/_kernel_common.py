@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from fastgex._jit import exact_function, scalar_function
@@ -107,3 +108,16 @@ def _add_to(sums, compensation, slot, side, value):
     total, comp = _neumaier_add(sums[slot, side], compensation[slot, side], value)
     sums[slot, side] = total
     compensation[slot, side] = comp
+
+
+@exact_function  # not inlined: inlined into a prange body, numba's parfor pass rejects it
+def _id_range(ids, start, stop, empty_value):
+    """``(first, span)`` of the ids in ``ids[start:stop]``; ``(0, 0)`` when there are none."""
+    lowest = empty_value
+    highest = 0
+    for row in range(numba.uint64(start), numba.uint64(stop)):
+        value = ids[row]
+        lowest = value if value < lowest else lowest
+        highest = value if value > highest else highest
+    empty = lowest > highest
+    return (0 if empty else lowest), (0 if empty else highest - lowest + 1)

@@ -3,7 +3,6 @@
 * :mod:`fastgex._gex_kernel` - the fused per-contract GEX kernel (validation, gamma,
   signed exposure, per-underlying sums). :func:`gex_kernel` returns it for a
   :class:`~fastgex._kernel_common.KernelConfig`.
-* :func:`group_sums` - per (underlying, strike) call/put sums of per-row values.
 * :func:`segmented_cumsum` - cumulative net GEX over ascending strikes.
 * :func:`gamma_kernel` - per-contract gamma for the per-contract table.
 * The scalar formulas are in :mod:`fastgex._formulas`, exp/log in
@@ -36,6 +35,7 @@ from fastgex._kernel_common import (
     STATUS,
     UNKNOWN_TYPE_CODE,
     KernelConfig,
+    _id_range,
     _neumaier_add,
 )
 
@@ -47,7 +47,7 @@ __all__ = [
     "KernelConfig",
     "contract_gamma",
     "gex_kernel",
-    "group_sums",
+    "group_rows_per_block",
     "rows_per_block",
     "segmented_cumsum",
     "spot_by_underlying",
@@ -133,23 +133,35 @@ def rows_per_block(n_rows: int, n_underlyings: int) -> int:
     return max(BLOCK_ROWS, needed)
 
 
-@kernel(parallel=False)
-def group_sums(values, option_code, status, group_id, n_groups):
-    """Compensated call/put sums of per-row values by group, and rows that count per group.
+#: Upper bound on per-block partial group entries (see :func:`group_rows_per_block`).
+MAX_GROUP_PARTIALS = 1 << 23
 
-    Rows are visited in input order, so the result is deterministic.
+
+@kernel
+def _block_span_total(ids, rows_per_block):
+    """Sum over blocks of (largest - smallest id + 1): the partial entries the kernel needs."""
+    n_rows = ids.size
+    n_blocks = max(1, (n_rows + rows_per_block - 1) // rows_per_block)
+    spans = np.zeros(n_blocks, dtype=np.int64)
+    for block in numba.prange(n_blocks):
+        block_start = block * rows_per_block
+        _, span = _id_range(ids, block_start, min(n_rows, block_start + rows_per_block), 1 << 62)
+        spans[block] = span
+    return spans.sum()
+
+
+def group_rows_per_block(group_id: np.ndarray, rows_per_block_: int) -> int:
+    """Block size for a run with groups: ``rows_per_block_``, doubled while partials are too many.
+
+    Blocks keep partial sums for the range of group ids they touch. Group ids numbered
+    in row order keep those ranges tight; a chain whose groups are scattered over many
+    blocks gets larger blocks instead of an unbounded allocation. The choice depends on
+    the data only, so totals stay identical for any thread count.
     """
-    sums = np.zeros((n_groups, 2))
-    compensation = np.zeros((n_groups, 2))
-    counts = np.zeros(n_groups, dtype=np.int64)
-    for row in range(values.size):
-        group = group_id[row]
-        side = 0 if option_code[row] == 1 else 1
-        total, comp = _neumaier_add(sums[group, side], compensation[group, side], values[row])
-        sums[group, side] = total
-        compensation[group, side] = comp
-        counts[group] += status[row] == 0
-    return sums + compensation, counts
+    size = max(1, int(rows_per_block_))
+    while size < group_id.size and _block_span_total(group_id, size) > MAX_GROUP_PARTIALS:
+        size *= 2
+    return size
 
 
 @kernel

@@ -78,6 +78,20 @@ def settlement_nanos(
 ) -> pa.ChunkedArray:
     """Settlement instant of each row as int64 nanoseconds since the epoch (UTC).
 
+    See :func:`settlement_codes` for how expirations are read.
+    """
+    codes, instants = settlement_codes(expiration, settlement, zone)
+    return pc.take(pa.array(instants), codes)
+
+
+def settlement_codes(
+    expiration: pa.ChunkedArray, settlement: dt.time, zone: ZoneInfo
+) -> tuple[pa.Array, np.ndarray]:
+    """Each row's index into the distinct settlement instants, and those instants.
+
+    Instants are int64 nanoseconds since the epoch (UTC); indices are null where the
+    expiration is null. Work is done once per distinct expiration.
+
     Dates settle at ``settlement`` local time in ``zone``. Timestamps with a time of day
     are exact instants (naive ones are local times in ``zone``); a timestamp at exactly
     midnight (in its own time zone, or naive) is read as a plain date. Strings must be
@@ -102,7 +116,7 @@ def settlement_nanos(
     instants = np.empty(len(uniques), dtype=np.int64)
     for index, value in enumerate(uniques.to_pylist()):
         instants[index] = _settlement_instant(value, kind, settlement, zone)
-    return pc.take(pa.array(instants), encoded.indices)
+    return encoded.indices, instants
 
 
 def _settlement_instant(value, kind, settlement: dt.time, zone: ZoneInfo) -> int:
@@ -172,11 +186,13 @@ def epoch_nanos(instant: dt.datetime) -> int:
 
 
 def time_to_expiry(
-    expiration: pa.ChunkedArray,
+    expiration: pa.ChunkedArray | pa.Array,
     snapshot: int | pa.ChunkedArray,
     day_count: DayCount,
     settlement: dt.time,
     zone: ZoneInfo,
+    *,
+    settled: bool = False,
 ) -> pa.ChunkedArray:
     """Years from the snapshot to each row's settlement (<= 0 means expired).
 
@@ -192,13 +208,15 @@ def time_to_expiry(
         Local settlement time for plain dates.
     zone : zoneinfo.ZoneInfo
         Time zone of settlement times and business dates.
+    settled : bool
+        ``expiration`` already holds settlement instants (from :func:`settlement_nanos`).
 
     Returns
     -------
     pyarrow.ChunkedArray
         float64 years; null where the expiration is null.
     """
-    settle = settlement_nanos(expiration, settlement, zone)
+    settle = expiration if settled else settlement_nanos(expiration, settlement, zone)
     if day_count.kind == "calendar":
         # int64 nanoseconds to float64 rounds by at most a few ns (not an error here).
         elapsed = pc.cast(pc.subtract(settle, snapshot), pa.float64(), safe=False)

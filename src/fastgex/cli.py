@@ -1,4 +1,4 @@
-"""The ``fastgex`` command line: ``fastgex demo`` and ``fastgex gex CHAIN``."""
+"""The ``fastgex`` command line: ``demo``, ``gex``, ``levels`` and ``profile``."""
 
 from __future__ import annotations
 
@@ -70,6 +70,11 @@ def _print_result(result, top: int, out=None) -> None:
                 f"{_format_value(row['put_gex'], unit):>20}",
                 file=out,
             )
+    _print_dropped(result, out)
+
+
+def _print_dropped(result, out) -> None:
+    """Rows the run dropped, per reason (nothing when none were)."""
     if result.dropped_count:
         print(f"\nDropped rows: {result.dropped_count:,}", file=out)
         totals: dict[str, int] = {}
@@ -77,6 +82,31 @@ def _print_result(result, top: int, out=None) -> None:
             totals[row["reason"]] = totals.get(row["reason"], 0) + row["count"]
         for reason, count in sorted(totals.items(), key=lambda item: -item[1]):
             print(f"  {reason:<26}{count:>10,}", file=out)
+
+
+_OUT_SUFFIXES = (".parquet", ".pq", ".csv")
+
+
+def _out_path(text: str | None) -> Path | None:
+    """The ``--out`` path, checked before any work is done."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.suffix.lower() not in _OUT_SUFFIXES:
+        raise ValueError(f"--out must end in .parquet or .csv, not {path.name!r}")
+    return path
+
+
+def _flatten_lists(table: pa.Table) -> pa.Table:
+    """List columns as ``;``-joined strings (CSV has no lists); other columns unchanged."""
+    for index, column_field in enumerate(table.schema):
+        if pa.types.is_list(column_field.type) or pa.types.is_large_list(column_field.type):
+            joined = [
+                None if items is None else ";".join(str(item) for item in items)
+                for items in table.column(index).to_pylist()
+            ]
+            table = table.set_column(index, column_field.name, pa.array(joined, pa.string()))
+    return table
 
 
 def _write_table(table: pa.Table, path: Path) -> None:
@@ -88,9 +118,9 @@ def _write_table(table: pa.Table, path: Path) -> None:
     elif suffix == ".csv":
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(table, path)
+        pacsv.write_csv(_flatten_lists(table), path)
     else:
-        raise SystemExit(f"fastgex: --out must end in .parquet or .csv, not {path.name!r}")
+        raise ValueError(f"--out must end in .parquet or .csv, not {path.name!r}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -135,34 +165,342 @@ def _spot_arg(text: str | None):
         ) from None
 
 
+def _gex_options(args: argparse.Namespace) -> dict:
+    """Keywords of :func:`fastgex.gex` from the shared chain options."""
+    return {
+        "format": args.format,
+        "spot": _spot_arg(args.spot),
+        "snapshot_time": args.snapshot_time,
+        "convention": args.convention,
+        "unit": args.unit,
+        "gamma_source": args.gamma_source,
+        "rate": args.rate,
+        "dividend_yield": args.dividend_yield,
+        "day_count": args.day_count,
+        "settlement": args.settlement,
+        "settlement_tz": args.settlement_tz,
+    }
+
+
 def _cmd_gex(args: argparse.Namespace) -> int:
     from fastgex import gex
 
-    chain = Path(args.chain)
-    result = gex(
-        chain,
-        format=args.format,
-        spot=_spot_arg(args.spot),
-        snapshot_time=args.snapshot_time,
-        convention=args.convention,
-        unit=args.unit,
-        gamma_source=args.gamma_source,
-        rate=args.rate,
-        dividend_yield=args.dividend_yield,
-        day_count=args.day_count,
-        settlement=args.settlement,
-        settlement_tz=args.settlement_tz,
-    )
-    if args.out:
-        _write_table(result.by_strike, Path(args.out))
+    out_path = _out_path(args.out)
+    result = gex(Path(args.chain), **_gex_options(args))
+    if out_path is not None:
+        _write_table(result.by_strike, out_path)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, default=str)
         print()
     else:
         _print_result(result, args.top)
-        if args.out:
-            print(f"\nPer-strike table written to {args.out}")
+        if out_path is not None:
+            print(f"\nPer-strike table written to {out_path}")
     return 0
+
+
+# ------------------------------------------------------------------ levels and profile
+
+
+def _views(args: argparse.Namespace) -> tuple[str, ...]:
+    """``all`` plus one ``ex_...`` view per ``--exclude``."""
+    excluded = ["ex_" + name.replace("-", "_") for name in args.exclude or ()]
+    return tuple(dict.fromkeys(["all", *excluded]))
+
+
+def _grid_options(args: argparse.Namespace) -> dict:
+    """Profile grid, buckets and views shared by ``levels`` and ``profile``."""
+    if args.gamma_source != GammaSource.MODEL.value:
+        raise ValueError(
+            f"--gamma-source {args.gamma_source}: {args.command} recomputes gamma at other "
+            "spot levels, so it needs --gamma-source model (a gamma column fits only the "
+            "current spot)"
+        )
+    low, high = args.range
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
+        raise ValueError(f"--range {low:g} {high:g}: give LO HI as multiples of spot, 0 < LO < HI")
+    if args.n_levels < 2:
+        raise ValueError(f"--levels {args.n_levels}: the profile needs at least 2 levels")
+    return {
+        "n_levels": args.n_levels,
+        "level_range": tuple(args.range),
+        "buckets": "default" if args.buckets else None,
+        "views": _views(args),
+    }
+
+
+def _number(value, digits: int = 2) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _compact(value: float, unit: Unit) -> str:
+    """A GEX value without its unit (the header names it): $-11.00bn, 350.2m sh/$."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if abs(value) < 0.005:
+        value = 0.0
+    if unit is Unit.SHARES_PER_DOLLAR:
+        return _money(value).replace("$", "") + " sh"
+    return _money(value)
+
+
+def _unit_label(unit: Unit) -> str:
+    return {
+        Unit.DOLLARS_PER_1PCT: "$ per 1% move",
+        Unit.DOLLARS_PER_POINT: "$ per point",
+        Unit.SHARES_PER_DOLLAR: "shares per $1",
+    }.get(unit, unit.value)
+
+
+def _grouped(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by underlying, in their order."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["underlying"], []).append(row)
+    return groups
+
+
+def _largest_first(gex_result, names: Sequence[str], top: int) -> list[str]:
+    """The ``top`` underlyings with the largest absolute total GEX."""
+    totals = {
+        row["underlying"]: abs(row["total_gex"])
+        for row in gex_result.by_underlying.to_pylist()
+        if row["total_gex"] is not None and math.isfinite(row["total_gex"])
+    }
+    return sorted(names, key=lambda name: -totals.get(name, 0.0))[:top]
+
+
+def _header(kind: str, result, settings: dict) -> str:
+    grid = f"{settings.get('levels')} levels"
+    if settings.get("level_range"):
+        low, high = settings["level_range"]
+        grid += f" over {low:g}-{high:g} x spot"
+    return (
+        f"{kind} (GEX in {_unit_label(result.unit)}, convention {result.convention.value}, "
+        f"day count {result.day_count.name}; grid {grid})"
+    )
+
+
+def _print_levels(result, top: int, out=None) -> None:
+    out = sys.stdout if out is None else out
+    unit = result.gex.unit
+    print(_header("Levels", result.gex, result.settings), file=out)
+    groups = _grouped(result.levels.to_pylist())
+    shown = _largest_first(result.gex, list(groups), top)
+    columns = ("zero gamma", "flip strike", "key gamma", "call wall", "put wall")
+    width = max([16, *(len(row["bucket"]) + 2 for rows in groups.values() for row in rows)])
+    for name in shown:
+        rows = groups[name]
+        print(f"\n{name}  spot {_number(rows[0]['spot'])}", file=out)
+        print(
+            f"{'bucket':<{width}}{'contracts':>10}{'total GEX':>14}"
+            + "".join(f"{column:>13}" for column in columns)
+            + "  regime",
+            file=out,
+        )
+        notes = []
+        for row in rows:
+            regime = row["regime"] or "n/a"
+            if row["regime_triggers"]:
+                regime += f" ({', '.join(row['regime_triggers'])})"
+            print(
+                f"{row['bucket']:<{width}}{row['contracts']:>10,}"
+                f"{_compact(row['total_gex'], unit):>14}"
+                f"{_number(row['zero_gamma']):>13}{_number(row['flip_strike']):>13}"
+                f"{_number(row['key_gamma_strike']):>13}{_number(row['call_wall']):>13}"
+                f"{_number(row['put_wall']):>13}  {regime}",
+                file=out,
+            )
+            for level in ("zero_gamma", "flip_strike"):
+                reason = row[f"{level}_reason"]
+                if row[level] is None and reason:
+                    notes.append(f"  {row['bucket']}: no {level.replace('_', ' ')} ({reason})")
+        for note in dict.fromkeys(notes):
+            print(note, file=out)
+    if len(groups) > len(shown):
+        print(
+            f"\n... {len(groups) - len(shown)} more underlyings (use --json or --out for all)",
+            file=out,
+        )
+    _print_dropped(result.gex, out)
+
+
+def _cmd_levels(args: argparse.Namespace) -> int:
+    from fastgex import levels
+
+    out_path = _out_path(args.out)
+    result = levels(
+        Path(args.chain),
+        walls_relative_to_spot=args.walls_relative_to_spot,
+        **_grid_options(args),
+        **_gex_options(args),
+    )
+    if out_path is not None:
+        _write_table(result.levels, out_path)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        _print_levels(result, args.top)
+        if out_path is not None:
+            print(f"\nLevels table written to {out_path}")
+    return 0
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _profile_dict(result) -> dict:
+    """JSON-ready profile: per underlying, its levels and one total-GEX list per bucket."""
+    spots = {row["underlying"]: row["spot"] for row in result.gex.by_underlying.to_pylist()}
+    underlyings = []
+    for name, rows in _grouped(result.table.to_pylist()).items():
+        per_bucket: dict[str, list] = {}
+        levels: list = []
+        ratios: list = []
+        for row in rows:
+            if not per_bucket or row["bucket"] == next(iter(per_bucket)):
+                levels.append(row["level"])
+                ratios.append(row["ratio"])
+            per_bucket.setdefault(row["bucket"], []).append(row["total_gex"])
+        underlyings.append(
+            {
+                "underlying": name,
+                "spot": spots.get(name),
+                "level": levels,
+                "ratio": ratios,
+                "total_gex": per_bucket,
+            }
+        )
+    return _jsonable(
+        {
+            "underlyings": underlyings,
+            "unit": result.gex.unit.value,
+            "convention": result.gex.convention.value,
+            "settings": result.settings,
+        }
+    )
+
+
+def _print_profile(result, top: int, out=None) -> None:
+    out = sys.stdout if out is None else out
+    unit = result.gex.unit
+    print(_header("GEX profile", result.gex, result.settings), file=out)
+    payload = _profile_dict(result)
+    entries = {entry["underlying"]: entry for entry in payload["underlyings"]}
+    for name in _largest_first(result.gex, list(entries), top):
+        entry = entries[name]
+        buckets = list(entry["total_gex"])
+        widths = [max(14, len(bucket) + 2) for bucket in buckets]
+        print(f"\n{name}  spot {_number(entry['spot'])}", file=out)
+        print(
+            f"{'level':>12}{'x spot':>8}"
+            + "".join(f"{bucket:>{w}}" for bucket, w in zip(buckets, widths, strict=True)),
+            file=out,
+        )
+        for position, (level, ratio) in enumerate(zip(entry["level"], entry["ratio"], strict=True)):
+            values = (entry["total_gex"][bucket][position] for bucket in buckets)
+            print(
+                f"{_number(level):>12}{_number(ratio, 3):>8}"
+                + "".join(
+                    f"{_compact(value, unit):>{w}}" for value, w in zip(values, widths, strict=True)
+                ),
+                file=out,
+            )
+    if len(entries) > top:
+        print(
+            f"\n... {len(entries) - top} more underlyings (use --json or --out for all)",
+            file=out,
+        )
+    _print_dropped(result.gex, out)
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from fastgex import profile
+
+    out_path = _out_path(args.out)
+    result = profile(Path(args.chain), **_grid_options(args), **_gex_options(args))
+    if out_path is not None:
+        _write_table(result.table, out_path)
+    if args.json:
+        print(json.dumps(_profile_dict(result)))
+    else:
+        _print_profile(result, args.top)
+        if out_path is not None:
+            print(f"\nProfile table written to {out_path}")
+    return 0
+
+
+# ------------------------------------------------------------------ the parser
+
+
+def _add_chain_options(command: argparse.ArgumentParser) -> None:
+    """CHAIN and the options that map onto :func:`fastgex.gex` (gex, levels, profile)."""
+    command.add_argument("chain", help="Parquet, Arrow IPC, CSV or CBOE quote file")
+    command.add_argument("--format", choices=FORMATS, default="auto")
+    command.add_argument("--spot", help="spot (one underlying) or NAME=SPOT,NAME=SPOT")
+    command.add_argument("--snapshot-time", help="ISO 8601 time of the snapshot")
+    command.add_argument(
+        "--convention",
+        choices=[c.value for c in Convention],
+        default=Convention.SHORT_CALLS_LONG_PUTS.value,
+    )
+    command.add_argument(
+        "--unit", choices=[u.value for u in Unit], default=Unit.DOLLARS_PER_1PCT.value
+    )
+    command.add_argument(
+        "--gamma-source", choices=[g.value for g in GammaSource], default=GammaSource.MODEL.value
+    )
+    command.add_argument("--rate", type=float, default=None, help="risk-free rate (fraction)")
+    command.add_argument(
+        "--dividend-yield", type=float, default=None, help="dividend yield (fraction)"
+    )
+    command.add_argument("--day-count", default="act365", help="act365 (default), bus252, bus262")
+    command.add_argument("--settlement", default="pm", help="pm (16:00), am (09:30) or HH:MM")
+    command.add_argument("--settlement-tz", default="America/New_York")
+    command.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    command.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _add_grid_options(command: argparse.ArgumentParser) -> None:
+    """Profile grid, buckets and views (levels, profile)."""
+    command.add_argument(
+        "--levels",
+        dest="n_levels",
+        type=int,
+        default=60,
+        metavar="N",
+        help="profile levels (default 60)",
+    )
+    command.add_argument(
+        "--range",
+        nargs=2,
+        type=float,
+        default=(0.8, 1.2),
+        metavar=("LO", "HI"),
+        help="profile range as multiples of spot (default 0.8 1.2)",
+    )
+    command.add_argument(
+        "--buckets",
+        action="store_true",
+        help="also per expiry bucket (0dte, weekly, monthly, quarterly, long_dated)",
+    )
+    command.add_argument(
+        "--exclude",
+        action="append",
+        choices=("next-expiry", "next-monthly"),
+        help="add a view without the next expiry / next monthly (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,32 +522,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
 
     gex_cmd = commands.add_parser("gex", help="GEX of a chain file")
-    gex_cmd.add_argument("chain", help="Parquet, Arrow IPC, CSV or CBOE quote file")
-    gex_cmd.add_argument("--format", choices=FORMATS, default="auto")
-    gex_cmd.add_argument("--spot", help="spot (one underlying) or NAME=SPOT,NAME=SPOT")
-    gex_cmd.add_argument("--snapshot-time", help="ISO 8601 time of the snapshot")
-    gex_cmd.add_argument(
-        "--convention",
-        choices=[c.value for c in Convention],
-        default=Convention.SHORT_CALLS_LONG_PUTS.value,
-    )
-    gex_cmd.add_argument(
-        "--unit", choices=[u.value for u in Unit], default=Unit.DOLLARS_PER_1PCT.value
-    )
-    gex_cmd.add_argument(
-        "--gamma-source", choices=[g.value for g in GammaSource], default=GammaSource.MODEL.value
-    )
-    gex_cmd.add_argument("--rate", type=float, default=None, help="risk-free rate (fraction)")
-    gex_cmd.add_argument(
-        "--dividend-yield", type=float, default=None, help="dividend yield (fraction)"
-    )
-    gex_cmd.add_argument("--day-count", default="act365", help="act365 (default), bus252, bus262")
-    gex_cmd.add_argument("--settlement", default="pm", help="pm (16:00), am (09:30) or HH:MM")
-    gex_cmd.add_argument("--settlement-tz", default="America/New_York")
-    gex_cmd.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    _add_chain_options(gex_cmd)
     gex_cmd.add_argument("--out", help="write the per-strike table (.parquet or .csv)")
-    gex_cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     gex_cmd.set_defaults(handler=_cmd_gex)
+
+    levels_cmd = commands.add_parser(
+        "levels", help="zero gamma, flip strike, walls and regime of a chain file"
+    )
+    _add_chain_options(levels_cmd)
+    _add_grid_options(levels_cmd)
+    levels_cmd.add_argument(
+        "--walls-relative-to-spot",
+        action="store_true",
+        help="call wall at or above spot, put wall at or below spot",
+    )
+    levels_cmd.add_argument("--out", help="write the levels table (.parquet or .csv)")
+    levels_cmd.set_defaults(handler=_cmd_levels)
+
+    profile_cmd = commands.add_parser(
+        "profile", help="total GEX at hypothetical spot levels of a chain file"
+    )
+    _add_chain_options(profile_cmd)
+    _add_grid_options(profile_cmd)
+    profile_cmd.add_argument("--out", help="write the profile table (.parquet or .csv)")
+    profile_cmd.set_defaults(handler=_cmd_profile)
     return parser
 
 

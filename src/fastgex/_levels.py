@@ -1,0 +1,1138 @@
+"""Levels, the GEX profile, expiry buckets and surfaces: the ``levels``/``profile`` façade.
+
+One call runs the fused GEX kernel once with per-(underlying, strike, expiry) groups and
+the profile kernel once over the same rows; every bucket, view, per-strike table,
+profile and level is then a cheap reduction of those two results. The bucket of each
+expiry is decided once (:mod:`fastgex.buckets`), never per row.
+
+Where each number comes from:
+
+* per-strike sums, OI, walls, key strikes - :mod:`fastgex._gex_kernel` (group sums);
+* profile and zero gamma - :mod:`fastgex._profile_kernel`, refined by
+  :func:`fastgex._levels_kernels.refine_brackets`;
+* crossings and extremes - :mod:`fastgex._levels_kernels`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fastgex import _kernels, _levels_kernels, _profile_kernel
+from fastgex._errors import ChainError
+from fastgex._gex import GexResult, _engine, _jsonable, _numpy, _readonly
+from fastgex.buckets import VIEWS, bucket_names, expiry_buckets, is_standard_monthly
+from fastgex.regime import RegimeThresholds, classify_regime
+
+#: Default profile grid: 60 levels from 0.8 to 1.2 x spot (the public script's grid).
+DEFAULT_LEVELS = 60
+DEFAULT_RANGE = (0.8, 1.2)
+#: Interior points per bracket and refinement rounds for the exact zero gamma: each round
+#: shrinks a bracket 8x, so 6 rounds take a grid interval (0.7% of spot by default) to
+#: ~3e-8 x spot, where the final linear interpolation is exact to ~1e-15 x spot (the
+#: profile is smooth: its curvature error scales with the bracket width squared).
+_REFINE_POINTS = 7
+_REFINE_ROUNDS = 6
+#: Vol models of the profile.
+VOL_MODELS = ("sticky_strike", "sticky_moneyness")
+
+LEVELS_SCHEMA = pa.schema(
+    [
+        ("underlying", pa.string()),
+        ("bucket", pa.string()),
+        ("spot", pa.float64()),
+        ("total_gex", pa.float64()),
+        ("call_gex", pa.float64()),
+        ("put_gex", pa.float64()),
+        ("contracts", pa.int64()),
+        ("flip_strike", pa.float64()),
+        ("flip_strike_reason", pa.string()),
+        ("zero_gamma", pa.float64()),
+        ("zero_gamma_grid", pa.float64()),
+        ("zero_gamma_reason", pa.string()),
+        ("key_gamma_strike", pa.float64()),
+        ("key_gamma_gex", pa.float64()),
+        ("call_wall", pa.float64()),
+        ("put_wall", pa.float64()),
+        ("absolute_gamma_strike", pa.float64()),
+        ("top_call_oi_strikes", pa.list_(pa.float64())),
+        ("top_put_oi_strikes", pa.list_(pa.float64())),
+        ("regime", pa.string()),
+        ("regime_triggers", pa.list_(pa.string())),
+    ]
+)
+CROSSINGS_SCHEMA = pa.schema(
+    [
+        ("underlying", pa.string()),
+        ("bucket", pa.string()),
+        ("kind", pa.string()),
+        ("value", pa.float64()),
+        ("grid_value", pa.float64()),
+        ("primary", pa.bool_()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LevelsResult:
+    """Levels, profile, per-bucket strike tables and surfaces of a chain.
+
+    Attributes
+    ----------
+    levels : pyarrow.Table
+        One row per (underlying, bucket), where ``bucket`` is a view (``all``,
+        ``ex_next_expiry``, ``ex_next_monthly``) or an expiry bucket. Columns are
+        described in the docs (levels page); a level that does not exist is null
+        with its ``*_reason``.
+    crossings : pyarrow.Table
+        Every crossing: ``kind`` is ``flip_strike`` or ``zero_gamma``; ``value`` the
+        level (exact root for zero gamma), ``grid_value`` the grid-interpolated one
+        (zero gamma) and ``primary`` marks the crossing nearest spot.
+    profile : pyarrow.Table
+        ``underlying``, ``bucket``, ``level`` (hypothetical spot), ``ratio`` (level /
+        spot) and ``total_gex`` at that level.
+    by_strike : pyarrow.Table
+        Per (underlying, bucket, strike): call/put/net GEX, cumulative net over
+        ascending strikes, call/put open interest and contracts.
+    by_strike_expiry : pyarrow.Table or None
+        Per (underlying, expiry, strike) with the expiry's bucket: the strike x expiry
+        surface in long form (None when the chain has no expiration dates).
+    gex : GexResult
+        The plain GEX result of the same run (totals, drops, provenance).
+    """
+
+    levels: pa.Table
+    crossings: pa.Table
+    profile: pa.Table
+    by_strike: pa.Table
+    by_strike_expiry: pa.Table | None
+    gex: GexResult
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def surface(self, underlying: str, by: str = "bucket") -> tuple[np.ndarray, list, np.ndarray]:
+        """Dense net-GEX surface of one underlying: strikes x buckets (or expiries).
+
+        Parameters
+        ----------
+        underlying : str
+            The underlying's name.
+        by : {"bucket", "expiry"}
+            Columns are the buckets (and views) or the expiry dates.
+
+        Returns
+        -------
+        strikes : numpy.ndarray
+            Ascending strikes (rows).
+        columns : list
+            Bucket names or expiry dates (columns).
+        matrix : numpy.ndarray
+            ``matrix[i, j]`` net GEX at ``strikes[i]`` in ``columns[j]``; 0.0 where no
+            contract exists.
+        """
+        if by == "bucket":
+            table = self.by_strike.filter(pc.equal(self.by_strike.column("underlying"), underlying))
+            column = "bucket"
+        elif by == "expiry":
+            if self.by_strike_expiry is None:
+                raise ValueError("this chain has no expiration dates: no strike x expiry surface")
+            table = self.by_strike_expiry.filter(
+                pc.equal(self.by_strike_expiry.column("underlying"), underlying)
+            )
+            column = "expiry"
+        else:
+            raise ValueError(f"by must be 'bucket' or 'expiry', not {by!r}")
+        if table.num_rows == 0:
+            raise KeyError(f"no underlying {underlying!r} in the result")
+        strikes = np.unique(table.column("strike").to_numpy())
+        labels = table.column(column).to_pylist()
+        columns = list(dict.fromkeys(labels)) if by == "bucket" else sorted(set(labels))
+        matrix = np.zeros((strikes.size, len(columns)))
+        rows = np.searchsorted(strikes, table.column("strike").to_numpy())
+        index = {label: position for position, label in enumerate(columns)}
+        cols = np.array([index[label] for label in labels], dtype=np.int64)
+        np.add.at(matrix, (rows, cols), table.column("net_gex").to_numpy())
+        return strikes, columns, matrix
+
+    def profile_surface(self, underlying: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Dense profile of one underlying: levels x buckets.
+
+        Returns
+        -------
+        levels : numpy.ndarray
+            The hypothetical spot levels (rows).
+        buckets : list of str
+            Views and buckets (columns).
+        matrix : numpy.ndarray
+            Total GEX at each level in each bucket.
+        """
+        table = self.profile.filter(pc.equal(self.profile.column("underlying"), underlying))
+        if table.num_rows == 0:
+            raise KeyError(f"no underlying {underlying!r} in the result")
+        buckets = list(dict.fromkeys(table.column("bucket").to_pylist()))
+        n_levels = table.num_rows // len(buckets)
+        matrix = table.column("total_gex").to_numpy().reshape(len(buckets), n_levels).T
+        levels = table.column("level").to_numpy()[:n_levels]
+        return levels, buckets, matrix
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready levels: ``{"underlyings": [{..., "buckets": {name: {...}}}], ...}``.
+
+        Each underlying's entry holds the ``all`` view's levels; ``buckets`` holds the
+        same fields for every other view and bucket.
+        """
+        entries: dict[str, dict[str, Any]] = {}
+        crossings = self.crossings.to_pylist()
+        for row in self.levels.to_pylist():
+            clean = {key: _jsonable_deep(value) for key, value in row.items()}
+            clean["flip_strikes"] = [
+                item["value"]
+                for item in crossings
+                if item["underlying"] == row["underlying"]
+                and item["bucket"] == row["bucket"]
+                and item["kind"] == "flip_strike"
+            ]
+            clean["zero_gammas"] = [
+                item["value"]
+                for item in crossings
+                if item["underlying"] == row["underlying"]
+                and item["bucket"] == row["bucket"]
+                and item["kind"] == "zero_gamma"
+            ]
+            name = row["underlying"]
+            bucket = clean.pop("bucket")
+            if bucket == "all" or name not in entries:
+                base = entries.setdefault(name, {"buckets": {}})
+                if bucket == "all":
+                    base.update(clean)
+                    continue
+            entries[name]["buckets"][bucket] = clean
+        return {
+            "underlyings": [
+                {"underlying": name, **{k: v for k, v in entry.items() if k != "underlying"}}
+                for name, entry in entries.items()
+            ],
+            "unit": self.gex.unit.value,
+            "convention": self.gex.convention.value,
+            "settings": {key: _jsonable_deep(value) for key, value in self.settings.items()},
+        }
+
+
+def _jsonable_deep(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_jsonable_deep(item) for item in value]
+    if isinstance(value, tuple):
+        return [_jsonable_deep(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonable_deep(item) for key, item in value.items()}
+    return _jsonable(value)
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """Total GEX recomputed at hypothetical spot levels.
+
+    Attributes
+    ----------
+    table : pyarrow.Table
+        ``underlying``, ``bucket``, ``level``, ``ratio``, ``total_gex`` (long form).
+    gex : GexResult
+        The plain GEX result of the same run.
+    """
+
+    table: pa.Table
+    gex: GexResult
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def array(self, underlying: str, bucket: str = "all") -> tuple[np.ndarray, np.ndarray]:
+        """``(levels, total_gex)`` of one underlying and bucket as numpy arrays."""
+        mask = pc.and_(
+            pc.equal(self.table.column("underlying"), underlying),
+            pc.equal(self.table.column("bucket"), bucket),
+        )
+        table = self.table.filter(mask)
+        if table.num_rows == 0:
+            raise KeyError(f"no profile for underlying {underlying!r}, bucket {bucket!r}")
+        return table.column("level").to_numpy(), table.column("total_gex").to_numpy()
+
+
+# --------------------------------------------------------------------------- public calls
+
+
+def levels(
+    chain: Any,
+    *,
+    buckets: str | Mapping[str, float] | Callable | None = None,
+    views: Sequence[str] = ("all",),
+    exclude: str | None = None,
+    n_levels: int = DEFAULT_LEVELS,
+    level_range: tuple[float, float] = DEFAULT_RANGE,
+    level_list: Sequence[float] | None = None,
+    vol_model: str = "sticky_strike",
+    walls_relative_to_spot: bool = False,
+    oi_cluster_count: int = 3,
+    skew_z: float | Mapping[str, float] | None = None,
+    regime_thresholds: RegimeThresholds | None = None,
+    **gex_options: Any,
+) -> LevelsResult:
+    """Levels traders read off the gamma distribution, per underlying and bucket.
+
+    Parameters
+    ----------
+    chain : table-like or path
+        Anything :func:`fastgex.read_chain` accepts (one or many underlyings).
+    buckets : "default", mapping, callable or None
+        Expiry buckets (see :mod:`fastgex.buckets`): ``"default"`` (0dte, weekly,
+        monthly, quarterly, long_dated), ``{name: upper_edge_days}`` or
+        ``f(expiry_date, snapshot_date) -> name``. None: no buckets.
+    views : sequence of str
+        Views over all expiries: ``all``, ``ex_next_expiry``, ``ex_next_monthly``.
+    exclude : {"next-expiry", "next-monthly"}, optional
+        Shorthand adding the matching ``ex_...`` view.
+    n_levels, level_range, level_list
+        The profile grid: ``n_levels`` levels evenly spaced over ``level_range`` x spot,
+        or explicit absolute ``level_list`` (one underlying) levels.
+    vol_model : {"sticky_strike"}
+        How implied vol moves with the hypothetical spot: each contract keeps its
+        implied vol. ``"sticky_moneyness"`` is reserved (``NotImplementedError``).
+    walls_relative_to_spot : bool
+        Restrict the call wall to strikes at or above spot and the put wall to strikes
+        at or below spot.
+    oi_cluster_count : int
+        How many top open-interest strikes to list per side.
+    skew_z : float or mapping, optional
+        A skew z-score per underlying (see :func:`fastgex.regime.skew_zscore`) for the
+        regime's crushed-skew trigger.
+    regime_thresholds : RegimeThresholds, optional
+        Regime trigger thresholds.
+    **gex_options
+        Any keyword of :func:`fastgex.gex` (spot, snapshot_time, convention, unit, ...).
+
+    Returns
+    -------
+    LevelsResult
+        Levels, every crossing, the profile, per-bucket strike tables and surfaces.
+
+    Raises
+    ------
+    fastgex.ChainError
+        Bad columns, missing spot, or buckets/views that need expiration dates on a
+        chain that has only ``time_to_expiry``.
+    ValueError
+        Bad options (unknown view, empty or inverted level range, ...).
+    """
+    analysis = _analyze(
+        chain,
+        buckets=buckets,
+        views=_views(views, exclude),
+        grid=(n_levels, level_range, level_list),
+        vol_model=vol_model,
+        gex_options=gex_options,
+    )
+    return analysis.levels_result(
+        walls_relative_to_spot=walls_relative_to_spot,
+        oi_cluster_count=oi_cluster_count,
+        skew_z=skew_z,
+        thresholds=regime_thresholds or RegimeThresholds(),
+    )
+
+
+def profile(
+    chain: Any,
+    *,
+    n_levels: int = DEFAULT_LEVELS,
+    level_range: tuple[float, float] = DEFAULT_RANGE,
+    level_list: Sequence[float] | None = None,
+    buckets: str | Mapping[str, float] | Callable | None = None,
+    views: Sequence[str] = ("all",),
+    vol_model: str = "sticky_strike",
+    **gex_options: Any,
+) -> ProfileResult:
+    """Total GEX recomputed at hypothetical spot levels (the GEX profile).
+
+    Parameters
+    ----------
+    chain : table-like or path
+        Anything :func:`fastgex.read_chain` accepts.
+    n_levels : int
+        Number of levels (default 60), evenly spaced over ``level_range``.
+    level_range : (float, float)
+        Lowest and highest level as multiples of spot (default 0.8 to 1.2).
+    level_list : sequence of float, optional
+        Explicit absolute levels instead (ascending; one underlying, or the same
+        levels for every underlying).
+    buckets, views
+        As in :func:`levels`: one profile per view and bucket.
+    vol_model : {"sticky_strike"}
+        Sticky strike (default): each contract keeps its implied vol.
+        ``"sticky_moneyness"`` is reserved and raises ``NotImplementedError`` (not
+        available yet).
+    **gex_options
+        Any keyword of :func:`fastgex.gex`.
+
+    Returns
+    -------
+    ProfileResult
+        The profile table and the plain GEX result.
+    """
+    analysis = _analyze(
+        chain,
+        buckets=buckets,
+        views=_views(views, None),
+        grid=(n_levels, level_range, level_list),
+        vol_model=vol_model,
+        gex_options=gex_options,
+    )
+    return ProfileResult(analysis.profile_table(), analysis.engine.result, analysis.settings)
+
+
+def _views(views: Sequence[str], exclude: str | None) -> tuple[str, ...]:
+    chosen = list(dict.fromkeys(views))
+    if exclude is not None:
+        name = {"next-expiry": "ex_next_expiry", "next-monthly": "ex_next_monthly"}.get(
+            str(exclude).replace("_", "-")
+        )
+        if name is None:
+            raise ValueError(f"exclude must be 'next-expiry' or 'next-monthly', not {exclude!r}")
+        if name not in chosen:
+            chosen.append(name)
+    for view in chosen:
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}; valid views: {', '.join(VIEWS)}")
+    if not chosen:
+        raise ValueError("at least one view is needed (e.g. views=('all',))")
+    return tuple(chosen)
+
+
+def _grid_ratios(grid, spot: np.ndarray) -> np.ndarray:
+    """Level ratios per underlying, shape (underlyings, levels)."""
+    n_levels, level_range, level_list = grid
+    if level_list is not None:
+        levels_abs = np.asarray(level_list, dtype=np.float64)
+        if levels_abs.ndim != 1 or levels_abs.size == 0:
+            raise ValueError("level_list must be a non-empty list of levels")
+        if not (np.all(np.isfinite(levels_abs)) and np.all(levels_abs > 0)):
+            raise ValueError("level_list must hold positive, finite levels")
+        if np.any(np.diff(levels_abs) <= 0):
+            raise ValueError("level_list must be strictly ascending")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return levels_abs[None, :] / spot[:, None]
+    if int(n_levels) != n_levels or n_levels < 2:
+        raise ValueError(f"n_levels must be an integer >= 2, not {n_levels!r}")
+    low, high = (float(value) for value in level_range)
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
+        raise ValueError(
+            f"level_range must be (low, high) multiples of spot with 0 < low < high, "
+            f"not {level_range!r}"
+        )
+    ratios = np.linspace(low, high, int(n_levels))
+    return np.broadcast_to(ratios, (spot.size, ratios.size)).copy()
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class _Analysis:
+    engine: Any
+    names: list[str | None]
+    spot: np.ndarray
+    targets: list[str]  # views then buckets
+    # per profile slot: underlying, membership in each target
+    slot_underlying: np.ndarray
+    slot_member: np.ndarray  # (slots, targets) bool
+    # per group (underlying, strike[, expiry]) from the GEX kernel
+    group_member: np.ndarray  # (groups, targets) bool
+    ratios: np.ndarray  # (underlyings, levels)
+    profile_values: np.ndarray  # (targets, underlyings, levels)
+    totals: np.ndarray  # (targets, underlyings, 2) call / put
+    contracts: np.ndarray  # (targets, underlyings)
+    expiry_dates: list[dt.date | None]
+    expiry_bucket: list[str | None]
+    settings: dict[str, Any]
+    exact_inputs: Any
+
+    # ------------------------------------------------------------------ profile table
+    def underlying_order(self) -> list[int]:
+        """Ids of the named underlyings that have rows (valid or not), by name."""
+        rows = self.engine.accumulated.rows
+        real = [index for index, name in enumerate(self.names) if name is not None and rows[index]]
+        return sorted(real, key=lambda index: self.names[index])
+
+    def profile_table(self) -> pa.Table:
+        order = self.underlying_order()
+        n_levels = self.ratios.shape[1]
+        names, buckets, level, ratio, total = [], [], [], [], []
+        for index in order:
+            for target_index, target in enumerate(self.targets):
+                names.extend([self.names[index]] * n_levels)
+                buckets.extend([target] * n_levels)
+                level.append(self.ratios[index] * self.spot[index])
+                ratio.append(self.ratios[index])
+                total.append(self.profile_values[target_index, index])
+        concat = lambda parts: np.concatenate(parts) if parts else np.empty(0)  # noqa: E731
+        return pa.table(
+            {
+                "underlying": pa.array(names, pa.string()),
+                "bucket": pa.array(buckets, pa.string()),
+                "level": pa.array(concat(level), pa.float64(), from_pandas=True),
+                "ratio": concat(ratio),
+                "total_gex": concat(total),
+            }
+        )
+
+    # ------------------------------------------------------------------ strike tables
+    def strike_table(self) -> pa.Table:
+        prepared = self.engine.prepared
+        acc = self.engine.accumulated
+        order = self.underlying_order()
+        rank = np.full(len(self.names), np.iinfo(np.int64).max, dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        group_u = prepared.group_underlying
+        strikes = prepared.group_strike
+        group_order = np.lexsort((strikes, rank[group_u]))
+        group_order = group_order[rank[group_u[group_order]] < len(order)]
+        sorted_u = group_u[group_order]
+        sorted_k = strikes[group_order]
+        new_run = np.r_[True, (sorted_u[1:] != sorted_u[:-1]) | (sorted_k[1:] != sorted_k[:-1])]
+        run_starts = np.flatnonzero(new_run)
+        run_u = sorted_u[run_starts]
+        run_k = sorted_k[run_starts]
+        pieces = []
+        for target_index, target in enumerate(self.targets):
+            member = self.group_member[group_order, target_index]
+
+            def reduce(values, member=member):
+                masked = np.where(member, values, 0)
+                if masked.size == 0:
+                    return masked
+                return np.add.reduceat(masked, run_starts)
+
+            calls = reduce(acc.group_sums[group_order, 0])
+            puts = reduce(acc.group_sums[group_order, 1])
+            call_oi = reduce(acc.group_quantity[group_order, 0])
+            put_oi = reduce(acc.group_quantity[group_order, 1])
+            rows = reduce(acc.group_counts[group_order])
+            keep = rows > 0
+            u_keep = run_u[keep]
+            net = calls[keep] + puts[keep]
+            starts = (
+                np.flatnonzero(np.r_[True, u_keep[1:] != u_keep[:-1]])
+                if u_keep.size
+                else np.empty(0, np.int64)
+            )
+            cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
+            pieces.append(
+                pa.table(
+                    {
+                        "underlying": pa.array([self.names[i] for i in u_keep], pa.string()),
+                        "bucket": pa.array([target] * int(keep.sum()), pa.string()),
+                        "strike": run_k[keep],
+                        "call_gex": calls[keep],
+                        "put_gex": puts[keep],
+                        "net_gex": net,
+                        "cumulative_net_gex": cumulative,
+                        "call_open_interest": call_oi[keep],
+                        "put_open_interest": put_oi[keep],
+                        "contracts": rows[keep].astype(np.int64),
+                    }
+                )
+            )
+        table = pa.concat_tables(pieces)
+        # underlying-major, then the target order, then strike
+        target_rank = {target: position for position, target in enumerate(self.targets)}
+        name_rank = {self.names[index]: position for position, index in enumerate(order)}
+        keys = np.array(
+            [name_rank[name] for name in table.column("underlying").to_pylist()], dtype=np.int64
+        )
+        target_keys = np.array(
+            [target_rank[name] for name in table.column("bucket").to_pylist()], dtype=np.int64
+        )
+        final = np.lexsort((table.column("strike").to_numpy(), target_keys, keys))
+        return table.take(final)
+
+    def strike_expiry_table(self) -> pa.Table | None:
+        prepared = self.engine.prepared
+        if prepared.group_expiry is None or not self.expiry_dates:
+            return None
+        acc = self.engine.accumulated
+        keep = np.flatnonzero(acc.group_counts > 0)
+        expiry = prepared.group_expiry[keep]
+        dates = [*self.expiry_dates, None]
+        buckets = [*self.expiry_bucket, None]
+        names = [self.names[index] for index in prepared.group_underlying[keep]]
+        table = pa.table(
+            {
+                "underlying": pa.array(names, pa.string()),
+                "expiry": pa.array([dates[code] for code in expiry], pa.date32()),
+                "bucket": pa.array([buckets[code] for code in expiry], pa.string()),
+                "strike": prepared.group_strike[keep],
+                "call_gex": acc.group_sums[keep, 0],
+                "put_gex": acc.group_sums[keep, 1],
+                "net_gex": acc.group_sums[keep, 0] + acc.group_sums[keep, 1],
+                "contracts": acc.group_counts[keep],
+            }
+        )
+        return table.sort_by([("underlying", "ascending"), ("expiry", "ascending"),
+                              ("strike", "ascending")])  # fmt: skip
+
+    # ------------------------------------------------------------------ levels
+    def levels_result(self, *, walls_relative_to_spot, oi_cluster_count, skew_z, thresholds):
+        if int(oi_cluster_count) != oi_cluster_count or oi_cluster_count < 0:
+            raise ValueError("oi_cluster_count must be a non-negative integer")
+        strike_table = self.strike_table()
+        order = self.underlying_order()
+        # Segments: one per (underlying, target) present in the strike table.
+        seg_names = strike_table.column("underlying").to_pylist()
+        seg_targets = strike_table.column("bucket").to_pylist()
+        keys = list(zip(seg_names, seg_targets, strict=True))
+        starts = np.array(
+            [index for index in range(len(keys)) if index == 0 or keys[index] != keys[index - 1]],
+            dtype=np.int64,
+        )
+        segment_of = {keys[start]: position for position, start in enumerate(starts)}
+        strikes = strike_table.column("strike").to_numpy()
+        net = strike_table.column("net_gex").to_numpy()
+        calls = strike_table.column("call_gex").to_numpy()
+        puts = strike_table.column("put_gex").to_numpy()
+        cumulative = strike_table.column("cumulative_net_gex").to_numpy()
+        call_oi = strike_table.column("call_open_interest").to_numpy()
+        put_oi = strike_table.column("put_open_interest").to_numpy()
+        name_index = {self.names[index]: index for index in order}
+        segment_spot = np.array(
+            [self.spot[name_index[keys[start][0]]] for start in starts], dtype=np.float64
+        )
+        row_spot = (
+            np.repeat(segment_spot, np.diff(np.r_[starts, len(keys)]))
+            if starts.size
+            else np.empty(0)
+        )
+        everywhere = np.ones(strikes.size, dtype=np.bool_)
+        above = (strikes >= row_spot) if walls_relative_to_spot else everywhere
+        below = (strikes <= row_spot) if walls_relative_to_spot else everywhere
+        key_index = _levels_kernels.segment_argmax(np.abs(net), starts, everywhere)
+        call_index = _levels_kernels.segment_argmax(np.abs(calls), starts, above)
+        put_index = _levels_kernels.segment_argmax(np.abs(puts), starts, below)
+        absolute_index = _levels_kernels.segment_argmax(
+            np.abs(calls) + np.abs(puts), starts, everywhere
+        )
+        count = int(oi_cluster_count)
+        top_calls = _levels_kernels.segment_top(call_oi, starts, count)
+        top_puts = _levels_kernels.segment_top(put_oi, starts, count)
+        flip_segment, flip_value = _levels_kernels.segment_crossings(strikes, cumulative, starts)
+        zero_rows = self.zero_gamma_crossings()
+
+        crossing_rows: dict[str, list] = {name: [] for name in CROSSINGS_SCHEMA.names}
+        rows: dict[str, list] = {name: [] for name in LEVELS_SCHEMA.names}
+        skew_lookup = skew_z if isinstance(skew_z, Mapping) else None
+        for index in order:
+            name = self.names[index]
+            spot = float(self.spot[index])
+            for target_index, target in enumerate(self.targets):
+                call_total, put_total = self.totals[target_index, index]
+                contracts = int(self.contracts[target_index, index])
+                segment = segment_of.get((name, target))
+                flips = (
+                    flip_value[
+                        np.searchsorted(flip_segment, segment, "left") : np.searchsorted(
+                            flip_segment, segment, "right"
+                        )
+                    ]
+                    if segment is not None
+                    else np.empty(0)
+                )
+                flip, flip_reason = _primary(flips, spot, "cumulative net GEX over strikes")
+                for value in flips:
+                    _add_crossing(crossing_rows, name, target, "flip_strike", value, None,
+                                  value == flip)  # fmt: skip
+                exact, grid = zero_rows.get((index, target_index), (np.empty(0), np.empty(0)))
+                zero, zero_reason = _primary(exact, spot, "the GEX profile over the grid")
+                zero_grid = None
+                if zero is not None:
+                    zero_grid = float(grid[int(np.argmin(np.abs(exact - spot)))])
+                for exact_value, grid_value in zip(exact, grid, strict=True):
+                    _add_crossing(crossing_rows, name, target, "zero_gamma", exact_value,
+                                  grid_value, exact_value == zero)  # fmt: skip
+                if contracts == 0:
+                    flip_reason = zero_reason = "no valid contracts"
+                rows["underlying"].append(name)
+                rows["bucket"].append(target)
+                rows["spot"].append(spot if math.isfinite(spot) else None)
+                rows["total_gex"].append(call_total + put_total)
+                rows["call_gex"].append(call_total)
+                rows["put_gex"].append(put_total)
+                rows["contracts"].append(contracts)
+                rows["flip_strike"].append(flip)
+                rows["flip_strike_reason"].append(flip_reason)
+                rows["zero_gamma"].append(zero)
+                rows["zero_gamma_grid"].append(zero_grid)
+                rows["zero_gamma_reason"].append(zero_reason)
+
+                def pick(positions, values=None, segment=segment):
+                    if segment is None or positions[segment] < 0:
+                        return None
+                    chosen = positions[segment]
+                    return float(strikes[chosen] if values is None else values[chosen])
+
+                rows["key_gamma_strike"].append(pick(key_index))
+                rows["key_gamma_gex"].append(pick(key_index, net))
+                rows["call_wall"].append(pick(call_index))
+                rows["put_wall"].append(pick(put_index))
+                rows["absolute_gamma_strike"].append(pick(absolute_index))
+                rows["top_call_oi_strikes"].append(
+                    []
+                    if segment is None
+                    else [float(strikes[i]) for i in top_calls[segment] if i >= 0]
+                )
+                rows["top_put_oi_strikes"].append(
+                    []
+                    if segment is None
+                    else [float(strikes[i]) for i in top_puts[segment] if i >= 0]
+                )
+                this_skew = skew_lookup.get(name) if skew_lookup is not None else skew_z
+                if contracts and math.isfinite(spot):
+                    regime = classify_regime(
+                        total_gex=call_total + put_total,
+                        spot=spot,
+                        flip=flip,
+                        skew_z=this_skew,
+                        thresholds=thresholds,
+                    )
+                    rows["regime"].append(regime.regime)
+                    rows["regime_triggers"].append(list(regime.triggers))
+                else:
+                    rows["regime"].append(None)
+                    rows["regime_triggers"].append([])
+        return LevelsResult(
+            levels=pa.table(rows, schema=LEVELS_SCHEMA),
+            crossings=pa.table(crossing_rows, schema=CROSSINGS_SCHEMA),
+            profile=self.profile_table(),
+            by_strike=strike_table,
+            by_strike_expiry=self.strike_expiry_table(),
+            gex=self.engine.result,
+            settings=self.settings,
+        )
+
+    def zero_gamma_crossings(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        """Per (underlying, target): exact roots and grid-interpolated roots, ascending."""
+        n_targets, n_underlyings, n_levels = self.profile_values.shape
+        levels_abs = self.ratios * self.spot[:, None]
+        flat = self.profile_values.reshape(n_targets * n_underlyings, n_levels)
+        positions = np.broadcast_to(levels_abs, (n_targets, n_underlyings, n_levels)).reshape(
+            n_targets * n_underlyings, n_levels
+        )
+        valid_rows = np.all(np.isfinite(positions), axis=1)
+        starts = np.arange(flat.shape[0], dtype=np.int64) * n_levels
+        segment, grid_roots = _levels_kernels.segment_crossings(
+            np.where(valid_rows[:, None], positions, 0.0).ravel(),
+            np.where(valid_rows[:, None], flat, 0.0).ravel(),
+            starts,
+        )
+        # Brackets: the grid interval holding each grid crossing.
+        lower = np.empty(segment.size)
+        upper = np.empty(segment.size)
+        for position, (row, root) in enumerate(zip(segment, grid_roots, strict=True)):
+            grid = positions[row]
+            right = int(np.searchsorted(grid, root, side="left"))
+            right = min(max(right, 1), n_levels - 1)
+            lower[position] = grid[right - 1]
+            upper[position] = grid[right]
+            if grid[right] == root or grid[right - 1] == root:
+                lower[position] = upper[position] = root
+        exact = self._refine(segment // n_underlyings, segment % n_underlyings, lower, upper)
+        out: dict[tuple[int, int], tuple[list, list]] = {}
+        for row, root, grid_root in zip(segment, exact, grid_roots, strict=True):
+            key = (int(row % n_underlyings), int(row // n_underlyings))
+            out.setdefault(key, ([], []))
+            out[key][0].append(root)
+            out[key][1].append(grid_root)
+        return {key: (np.array(a), np.array(b)) for key, (a, b) in out.items()}
+
+    def _refine(self, target, underlying, lower, upper) -> np.ndarray:
+        """Exact roots of the true profile inside each bracket (multi-point bisection)."""
+        if lower.size == 0:
+            return lower
+        lower = lower.copy()
+        upper = upper.copy()
+        lower_values = self._evaluate(target, underlying, lower[:, None])[:, 0]
+        for _ in range(_REFINE_ROUNDS):
+            open_brackets = upper > lower
+            if not open_brackets.any():
+                break
+            fractions = np.arange(1, _REFINE_POINTS + 1) / (_REFINE_POINTS + 1)
+            points = lower[:, None] + (upper - lower)[:, None] * fractions[None, :]
+            values = self._evaluate(target, underlying, points)
+            _levels_kernels.refine_brackets(lower, upper, lower_values, points, values)
+            if np.all(upper - lower <= 4e-16 * np.abs(upper)):
+                break
+        upper_values = self._evaluate(target, underlying, upper[:, None])[:, 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weight = lower_values / (lower_values - upper_values)
+        weight = np.where(np.isfinite(weight) & (weight >= 0) & (weight <= 1), weight, 0.0)
+        return lower + weight * (upper - lower)
+
+    def target_families(self) -> list[list[int]]:
+        """Targets grouped so that no slot belongs to two targets of one group."""
+        buckets = [index for index, name in enumerate(self.targets) if name not in VIEWS]
+        views = [[index] for index, name in enumerate(self.targets) if name in VIEWS]
+        return views + ([buckets] if buckets else [])
+
+    def slot_family_target(self, family: list[int]) -> np.ndarray:
+        """Per slot, its position in ``family`` (-1 if in none of its targets)."""
+        out = np.full(self.slot_underlying.size, -1, dtype=np.int64)
+        for position, index in enumerate(family):
+            out[self.slot_member[:, index]] = position
+        return out
+
+    def _evaluate(self, target, underlying, points) -> np.ndarray:
+        """True total GEX of (target, underlying) brackets at ``points`` (absolute levels)."""
+        return self.exact_inputs.evaluate(target, underlying, points, self)
+
+
+@dataclass
+class _ProfileInputs:
+    """Everything the profile kernel needs, in kernel order, to evaluate any levels."""
+
+    batches: list[dict[str, np.ndarray]]
+    slot_price: np.ndarray
+    slot_rate: np.ndarray
+    slot_dividend: np.ndarray
+    slot_multiplier: np.ndarray
+    n_slots: int
+    options: dict[str, Any]
+    unit_scale: float
+    unit_power: int
+
+    def run(self, slot_ratios: np.ndarray) -> np.ndarray:
+        """Profile per slot at ``slot_ratios[slot, m]`` (levels / slot spot)."""
+        n_levels = slot_ratios.shape[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio = np.log(slot_ratios)
+            factor = self.unit_scale * slot_ratios ** (self.unit_power - 1)
+        bad = ~np.isfinite(log_ratio) | ~np.isfinite(factor)
+        log_ratio = np.where(bad, 0.0, log_ratio)
+        factor = np.where(bad, 0.0, factor)
+        total = np.zeros((self.n_slots, n_levels))
+        for batch in self.batches:
+            total += _profile_kernel.profile(
+                batch["strike"],
+                batch["vol"],
+                batch["time"],
+                batch["quantity"],
+                batch["code"],
+                batch["slot"],
+                batch["forward"],
+                batch["rate"],
+                batch["dividend_yield"],
+                batch["multiplier"],
+                self.slot_price,
+                self.slot_rate,
+                self.slot_dividend,
+                self.slot_multiplier,
+                self.options["row_carry"],
+                self.options["row_multiplier"],
+                self.options["black76"],
+                self.options["dealer_position"],
+                self.options["call_sign"],
+                self.options["put_sign"],
+                self.options["min_time"],
+                self.unit_power,
+                _readonly(np.ascontiguousarray(log_ratio)),
+                _readonly(np.ascontiguousarray(factor)),
+                self.n_slots,
+                _kernels.rows_per_block(batch["strike"].size, self.n_slots),
+            )
+        return np.where(bad, np.nan, total)
+
+    def evaluate(self, target, underlying, points, analysis: _Analysis) -> np.ndarray:
+        """Per bracket ``b``: total of the slots of ``(target[b], underlying[b])`` at points.
+
+        Targets that no slot shares (the buckets) are evaluated in one kernel call; each
+        view is one more call. Several brackets of one (underlying, target) (several
+        crossings) sit side by side in the level axis.
+        """
+        n_brackets, n_points = points.shape
+        result = np.zeros((n_brackets, n_points))
+        n_names = len(analysis.names)
+        for family in analysis.target_families():
+            family = [index for index in family if np.any(target == index)]
+            if not family:
+                continue
+            family_position = np.full(len(analysis.targets), -1, dtype=np.int64)
+            family_position[family] = np.arange(len(family))
+            chosen = np.flatnonzero(family_position[target] >= 0)
+            pair = underlying[chosen] * len(family) + family_position[target[chosen]]
+            # rank of each bracket among the brackets of its (underlying, target) pair
+            order = np.argsort(pair, kind="stable")
+            sorted_pair = pair[order]
+            first = np.searchsorted(sorted_pair, sorted_pair, side="left")
+            rank = np.empty(chosen.size, dtype=np.int64)
+            rank[order] = np.arange(chosen.size) - first
+            width = int(rank.max() + 1) * n_points
+            pair_ratios = np.ones((n_names * len(family), width))
+            columns = rank[:, None] * n_points + np.arange(n_points)[None, :]
+            pair_ratios[pair[:, None], columns] = (
+                points[chosen] / analysis.spot[underlying[chosen]][:, None]
+            )
+            slot_family = analysis.slot_family_target(family)
+            member = slot_family >= 0
+            slot_pair = analysis.slot_underlying * len(family) + np.where(member, slot_family, 0)
+            slot_ratios = np.where(member[:, None], pair_ratios[slot_pair], 1.0)
+            values = np.where(member[:, None], self.run(slot_ratios), 0.0)
+            pair_values = np.zeros((n_names * len(family), width))
+            np.add.at(pair_values, slot_pair[member], values[member])
+            result[chosen] = pair_values[pair[:, None], columns]
+        return result
+
+
+def _primary(values: np.ndarray, spot: float, what: str) -> tuple[float | None, str | None]:
+    if values.size == 0:
+        return None, f"no zero crossing of {what}"
+    if not math.isfinite(spot):
+        return float(values[0]), None
+    return float(values[int(np.argmin(np.abs(values - spot)))]), None
+
+
+def _add_crossing(rows, name, target, kind, value, grid_value, primary) -> None:
+    rows["underlying"].append(name)
+    rows["bucket"].append(target)
+    rows["kind"].append(kind)
+    rows["value"].append(float(value))
+    rows["grid_value"].append(None if grid_value is None else float(grid_value))
+    rows["primary"].append(bool(primary))
+
+
+def _local_date(nanos: int, zone) -> dt.date:
+    instant = dt.datetime.fromtimestamp(nanos / 1e9, tz=dt.timezone.utc)
+    return instant.astimezone(zone).date()
+
+
+def _snapshot_date(prepared) -> dt.date:
+    """The chain's one snapshot date (local to the settlement zone)."""
+    if prepared.snapshot is not None:
+        return prepared.snapshot.astimezone(prepared.zone).date()
+    source = prepared.source
+    if "snapshot_time" in source.column_names:
+        column = source.column("snapshot_time")
+        if pa.types.is_timestamp(column.type) and column.null_count == 0 and len(column):
+            low, high = pc.min_max(column).values()
+            if low.as_py() == high.as_py():
+                value = low.as_py()
+                if value.tzinfo is None:
+                    value = value.replace(tzinfo=prepared.zone)
+                return value.astimezone(prepared.zone).date()
+    raise ChainError(
+        "expiry buckets and views need one snapshot time for the chain: pass snapshot_time="
+    )
+
+
+def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysis:
+    if vol_model not in VOL_MODELS:
+        raise ValueError(f"vol_model must be one of {VOL_MODELS}, not {vol_model!r}")
+    for forbidden in ("by_strike", "per_contract", "by_expiry"):
+        if forbidden in gex_options:
+            raise TypeError(f"levels()/profile() do not take {forbidden}=")
+    gamma_source = str(gex_options.get("gamma_source", "model")).lower()
+    if gamma_source not in ("model", "gammasource.model"):
+        raise ValueError(
+            "the profile recomputes gamma at other spot levels, so it needs the model: "
+            "use gamma_source='model' (the chain's own gamma column fits only the current spot)"
+        )
+    engine = _engine(chain, by_strike=True, by_expiry=True, **gex_options)
+    prepared = engine.prepared
+    accumulated = engine.accumulated
+    names = prepared.names
+    n_underlyings = len(names)
+    spot = prepared.spot.copy()
+    work = accumulated.work
+    dated = prepared.expiry_instants is not None and "expiry" in work.column_names
+    needs_dates = buckets is not None or any(view != "all" for view in views)
+    if needs_dates and not dated:
+        raise ChainError(
+            "expiry buckets and the ex-next-expiry views need expiration dates: give an "
+            "'expiration' column (with a snapshot time), not only 'time_to_expiry'"
+        )
+    snapshot_date = None
+    expiry_dates: list[dt.date | None] = []
+    expiry_bucket: list[str | None] = []
+    if dated:
+        expiry_dates = [
+            _local_date(int(nanos), prepared.zone) for nanos in prepared.expiry_instants
+        ]
+        if needs_dates:
+            snapshot_date = _snapshot_date(prepared)
+        if buckets is not None:
+            expiry_bucket = list(expiry_buckets(expiry_dates, snapshot_date, buckets))
+        else:
+            expiry_bucket = [None] * len(expiry_dates)
+    n_expiries = len(expiry_dates) + 1  # the last code: no expiration
+    # Targets: views, then buckets (in the spec's order; discovered ones sorted).
+    targets = list(views)
+    bucket_targets: list[str] = []
+    if buckets is not None:
+        known = bucket_names(buckets)
+        present = [name for name in expiry_bucket if name is not None and name != "expired"]
+        if known is None:
+            bucket_targets = sorted(set(present))
+        else:
+            bucket_targets = [name for name in known if name in set(present)]
+        targets.extend(name for name in bucket_targets if name not in targets)
+    n_targets = len(targets)
+
+    # Slots for the profile: (underlying, expiry) pairs, numbered in kernel order.
+    uid_all = np.concatenate(
+        [_numpy(batch, "uid", np.int32) for batch in work.to_batches()]
+    ) if work.num_rows else np.empty(0, np.int32)  # fmt: skip
+    if dated:
+        expiry_all = np.asarray(
+            pc.fill_null(work.column("expiry"), n_expiries - 1)
+            .combine_chunks()
+            .to_numpy(zero_copy_only=False),
+            dtype=np.int64,
+        )
+    else:
+        expiry_all = np.full(uid_all.size, n_expiries - 1, dtype=np.int64)
+    pair_key = uid_all.astype(np.int64) * n_expiries + expiry_all
+    slot_keys, slot_all = (
+        np.unique(pair_key, return_inverse=True)
+        if pair_key.size
+        else (np.empty(0, np.int64), np.empty(0, np.int64))
+    )
+    slot_all = slot_all.astype(np.int32)
+    slot_underlying = (slot_keys // n_expiries).astype(np.int64)
+    slot_expiry = (slot_keys % n_expiries).astype(np.int64)
+    n_slots = slot_keys.size
+
+    # Membership of each (underlying, expiry) pair in each target.
+    ordinals = np.array(
+        [day.toordinal() if day is not None else -1 for day in expiry_dates] + [-1],
+        dtype=np.int64,
+    )
+    monthly = np.array(
+        [day is not None and is_standard_monthly(day) for day in expiry_dates] + [False]
+    )
+    snapshot_ordinal = snapshot_date.toordinal() if snapshot_date is not None else 0
+    label_codes = {name: code for code, name in enumerate(dict.fromkeys(expiry_bucket))}
+    expiry_label = np.array([label_codes[name] for name in expiry_bucket] + [-1], dtype=np.int64)
+    never = np.iinfo(np.int64).max
+
+    def first_ordinal(pair_underlying, pair_expiry, eligible) -> np.ndarray:
+        """Per underlying, the earliest eligible expiry on/after the snapshot date."""
+        out = np.full(n_underlyings, never, dtype=np.int64)
+        days = ordinals[pair_expiry]
+        usable = eligible[pair_expiry] & (days >= snapshot_ordinal)
+        np.minimum.at(out, pair_underlying[usable], days[usable])
+        return out
+
+    def pair_members(pair_underlying: np.ndarray, pair_expiry: np.ndarray) -> np.ndarray:
+        member = np.zeros((pair_underlying.size, n_targets), dtype=np.bool_)
+        days = ordinals[pair_expiry]
+        anything = np.ones(ordinals.size, dtype=np.bool_)
+        for position, target in enumerate(targets):
+            if target == "all":
+                member[:, position] = True
+            elif target in VIEWS:
+                eligible = anything if target == "ex_next_expiry" else monthly
+                excluded = first_ordinal(pair_underlying, pair_expiry, eligible)
+                member[:, position] = days != excluded[pair_underlying]
+            else:
+                member[:, position] = expiry_label[pair_expiry] == label_codes.get(target, -2)
+        return member
+
+    slot_member = pair_members(slot_underlying, slot_expiry)
+    group_member = pair_members(prepared.group_underlying, prepared.group_expiry)
+
+    # Per-target totals and counts from the group sums (fine groups).
+    totals = np.zeros((n_targets, n_underlyings, 2))
+    contracts = np.zeros((n_targets, n_underlyings), dtype=np.int64)
+    for position in range(n_targets):
+        member = group_member[:, position]
+        under = prepared.group_underlying[member]
+        np.add.at(totals[position], under, accumulated.group_sums[member])
+        np.add.at(contracts[position], under, accumulated.group_counts[member])
+
+    ratios = _grid_ratios(grid, spot)
+    config = engine.kernel_config
+    call_sign, put_sign = engine.result.convention.signs
+    unit = engine.result.unit
+    slot_price = spot[slot_underlying] if n_slots else np.empty(0)
+    batches = []
+    offset = 0
+    for batch in work.to_batches():
+        n_rows = batch.num_rows
+        if n_rows == 0:
+            continue
+        slot_batch = _readonly(slot_all[offset : offset + n_rows])
+        offset += n_rows
+        batches.append(
+            {
+                "strike": _numpy(batch, "strike", np.float64),
+                "vol": _numpy(batch, "vol", np.float64),
+                "time": _numpy(batch, "time", np.float64),
+                "quantity": _numpy(batch, "quantity", np.float64),
+                "code": _numpy(batch, "code", np.uint8),
+                "slot": slot_batch,
+                "forward": _numpy(batch, "forward", np.float64),
+                "rate": _numpy(batch, "rate", np.float64),
+                "dividend_yield": _numpy(batch, "dividend_yield", np.float64),
+                "multiplier": _numpy(batch, "multiplier", np.float64),
+            }
+        )
+    if vol_model == "sticky_moneyness":
+        raise NotImplementedError("sticky_moneyness is not available yet")
+    inputs = _ProfileInputs(
+        batches=batches,
+        slot_price=_readonly(np.nan_to_num(slot_price, nan=1.0)),
+        slot_rate=_readonly(prepared.rate[slot_underlying]),
+        slot_dividend=_readonly(prepared.dividend_yield[slot_underlying]),
+        slot_multiplier=_readonly(prepared.multiplier[slot_underlying]),
+        n_slots=n_slots,
+        options={
+            "row_carry": config.row_carry,
+            "row_multiplier": config.row_multiplier,
+            "black76": config.black76,
+            "dealer_position": config.dealer_position,
+            "call_sign": call_sign,
+            "put_sign": put_sign,
+            "min_time": engine.min_time,
+        },
+        unit_scale=unit.scale,
+        unit_power=unit.price_power,
+    )
+    slot_values = inputs.run(ratios[slot_underlying]) if n_slots else np.zeros((0, ratios.shape[1]))
+    profile_values = np.zeros((n_targets, n_underlyings, ratios.shape[1]))
+    for position in range(n_targets):
+        member = slot_member[:, position]
+        np.add.at(profile_values[position], slot_underlying[member], slot_values[member])
+    settings = {
+        **engine.result.settings,
+        "buckets": buckets if isinstance(buckets, (str, type(None))) else repr(buckets),
+        "views": list(views),
+        "levels": int(ratios.shape[1]),
+        "level_range": list(grid[1]) if grid[2] is None else None,
+        "vol_model": vol_model,
+        "snapshot_date": snapshot_date,
+    }
+    return _Analysis(
+        engine=engine,
+        names=names,
+        spot=spot,
+        targets=targets,
+        slot_underlying=slot_underlying,
+        slot_member=slot_member,
+        group_member=group_member,
+        ratios=ratios,
+        profile_values=profile_values,
+        totals=totals,
+        contracts=contracts,
+        expiry_dates=expiry_dates,
+        expiry_bucket=expiry_bucket,
+        settings=settings,
+        exact_inputs=inputs,
+    )
