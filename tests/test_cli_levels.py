@@ -230,12 +230,6 @@ def test_undated_chain_with_buckets_exits_2(undated_file, capsys):
         assert err.startswith("fastgex: error: ") and err.count("\n") == 1
 
 
-@pytest.mark.xfail(
-    reason="fastgex.levels/profile on a chain with only time_to_expiry fail in "
-    "_gex._assign_groups (len(None)); the CLI then exits 2 instead of 0",
-    raises=AssertionError,
-    strict=False,
-)
 def test_undated_chain(undated_file, capsys):
     assert main(["levels", str(undated_file), "--json"]) == 0  # no buckets: no dates needed
     assert json.loads(capsys.readouterr().out)["underlyings"][0]["underlying"] == "SPX"

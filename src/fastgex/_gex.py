@@ -316,7 +316,8 @@ def _engine(
 ) -> _Engine:
     """:func:`gex` with its intermediate state (see there for the parameters).
 
-    ``by_expiry`` makes the per-strike groups (underlying, strike, expiry).
+    ``by_expiry`` makes the per-strike groups (underlying, strike, expiry); the result's
+    ``by_strike`` is then None (the caller aggregates the groups itself).
     """
     if on_invalid not in ("drop", "raise"):
         raise ValueError(f"on_invalid must be 'drop' or 'raise', not {on_invalid!r}")
@@ -361,7 +362,7 @@ def _engine(
     result = _assemble(
         prepared,
         accumulated,
-        by_strike,
+        by_strike and not by_expiry,  # groups by expiry: callers build their own tables
         per_contract,
         unit,
         convention,
@@ -775,7 +776,7 @@ def _assign_groups(prepared: _Prepared, work: pa.Table, by_expiry: bool) -> pa.C
         pc.cast(pc.fill_null(strike_codes.indices, 0), pa.int64()),
     )
     n_expiries = 1
-    if by_expiry:
+    if by_expiry and prepared.expiry_instants is not None:
         n_expiries = len(prepared.expiry_instants) + 1
         expiry = pc.fill_null(work.column("expiry"), n_expiries - 1)
         key = pc.add(pc.multiply(key, n_expiries), pc.cast(expiry, pa.int64()))

@@ -501,6 +501,7 @@ class _Analysis:
         sorted_u = group_u[group_order]
         sorted_k = strikes[group_order]
         new_run = np.r_[True, (sorted_u[1:] != sorted_u[:-1]) | (sorted_k[1:] != sorted_k[:-1])]
+        new_run = new_run[: sorted_u.size]  # no groups: no runs
         run_starts = np.flatnonzero(new_run)
         run_u = sorted_u[run_starts]
         run_k = sorted_k[run_starts]
@@ -915,8 +916,13 @@ def _local_date(nanos: int, zone) -> dt.date:
 
 def _snapshot_date(prepared) -> dt.date:
     """The chain's one snapshot date (local to the settlement zone)."""
+    return _snapshot_instant(prepared).astimezone(prepared.zone).date()
+
+
+def _snapshot_instant(prepared) -> dt.datetime:
+    """The chain's one snapshot time (aware)."""
     if prepared.snapshot is not None:
-        return prepared.snapshot.astimezone(prepared.zone).date()
+        return prepared.snapshot
     source = prepared.source
     if "snapshot_time" in source.column_names:
         column = source.column("snapshot_time")
@@ -926,7 +932,7 @@ def _snapshot_date(prepared) -> dt.date:
                 value = low.as_py()
                 if value.tzinfo is None:
                     value = value.replace(tzinfo=prepared.zone)
-                return value.astimezone(prepared.zone).date()
+                return value
     raise ChainError(
         "expiry buckets and views need one snapshot time for the chain: pass snapshot_time="
     )
@@ -965,9 +971,9 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         expiry_dates = [
             _local_date(int(nanos), prepared.zone) for nanos in prepared.expiry_instants
         ]
-        if needs_dates:
+        if needs_dates and work.num_rows:  # an empty chain has no expiries to tag
             snapshot_date = _snapshot_date(prepared)
-        if buckets is not None:
+        if buckets is not None and snapshot_date is not None:
             expiry_bucket = list(expiry_buckets(expiry_dates, snapshot_date, buckets))
         else:
             expiry_bucket = [None] * len(expiry_dates)
@@ -1018,6 +1024,12 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         [day is not None and is_standard_monthly(day) for day in expiry_dates] + [False]
     )
     snapshot_ordinal = snapshot_date.toordinal() if snapshot_date is not None else 0
+    # "Next" expiries are those not yet settled at the snapshot (after the close on an
+    # expiry day, that day's expiry is gone and the next one is the following).
+    settled = np.zeros(len(expiry_dates) + 1, dtype=np.bool_)
+    if snapshot_date is not None:
+        snapshot_nanos = int(_snapshot_instant(prepared).timestamp() * 1e9)
+        settled[:-1] = prepared.expiry_instants <= snapshot_nanos
     label_codes = {name: code for code, name in enumerate(dict.fromkeys(expiry_bucket))}
     expiry_label = np.array([label_codes[name] for name in expiry_bucket] + [-1], dtype=np.int64)
     never = np.iinfo(np.int64).max
@@ -1026,7 +1038,7 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         """Per underlying, the earliest eligible expiry on/after the snapshot date."""
         out = np.full(n_underlyings, never, dtype=np.int64)
         days = ordinals[pair_expiry]
-        usable = eligible[pair_expiry] & (days >= snapshot_ordinal)
+        usable = eligible[pair_expiry] & (days >= snapshot_ordinal) & ~settled[pair_expiry]
         np.minimum.at(out, pair_underlying[usable], days[usable])
         return out
 
@@ -1057,6 +1069,14 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         np.add.at(totals[position], under, accumulated.group_sums[member])
         np.add.at(contracts[position], under, accumulated.group_counts[member])
 
+    with_rows = [index for index, name in enumerate(names) if name is not None
+                 and accumulated.rows[index]]  # fmt: skip
+    no_spot = [names[index] for index in with_rows if not math.isfinite(spot[index])]
+    if no_spot:
+        raise ChainError(
+            f"the profile and levels need a spot per underlying (Black-76 chains too: the "
+            f"grid is spot x ratio); none for {no_spot[:10]}: pass spot="
+        )
     ratios = _grid_ratios(grid, spot)
     config = engine.kernel_config
     call_sign, put_sign = engine.result.convention.signs

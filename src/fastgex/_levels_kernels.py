@@ -47,9 +47,10 @@ def segment_crossings(positions, values, starts):
 
 @kernel(parallel=False)
 def segment_argmax(values, starts, mask):
-    """Index of the largest ``values`` entry per segment among ``mask`` (-1 if none).
+    """Index of the largest positive ``values`` entry per segment among ``mask`` (-1 if none).
 
-    Ties keep the first (lowest strike) entry.
+    Ties keep the first (lowest strike) entry; a segment with no positive entry (no
+    gamma at all) gives -1, so the level is null rather than an arbitrary strike.
     """
     n_points = values.size
     n_segments = starts.size
@@ -57,7 +58,7 @@ def segment_argmax(values, starts, mask):
     for segment in range(n_segments):
         start = starts[segment]
         stop = starts[segment + 1] if segment + 1 < n_segments else n_points
-        best = -np.inf
+        best = 0.0
         for index in range(start, stop):
             if mask[index] and values[index] > best:
                 best = values[index]

@@ -111,7 +111,7 @@ def settlement_codes(
         raise ChainError(
             f"column 'expiration' has type {kind}; expected a date, a timestamp or ISO strings"
         )
-    encoded = expiration.dictionary_encode().combine_chunks()
+    encoded = expiration.combine_chunks().dictionary_encode()  # also fine with 0 rows
     uniques = encoded.dictionary
     instants = np.empty(len(uniques), dtype=np.int64)
     for index, value in enumerate(uniques.to_pylist()):
