@@ -28,7 +28,9 @@ import pyarrow.compute as pc
 from fastgex import _kernels, _levels_kernels, _profile_kernel
 from fastgex._errors import ChainError
 from fastgex._gex import GexResult, _engine, _jsonable, _numpy, _readonly
+from fastgex._timing import _local_dates
 from fastgex.buckets import VIEWS, bucket_names, expiry_buckets, is_standard_monthly
+from fastgex.conventions import GammaSource, parse_gamma_source
 from fastgex.regime import RegimeThresholds, classify_regime
 
 #: Default profile grid: 60 levels from 0.8 to 1.2 x spot (the public script's grid).
@@ -187,32 +189,23 @@ class LevelsResult:
         Each underlying's entry holds the ``all`` view's levels; ``buckets`` holds the
         same fields for every other view and bucket.
         """
+        # Crossing values per (underlying, bucket, kind), gathered once.
+        crossings: dict[tuple, list[float]] = {}
+        for item in self.crossings.to_pylist():
+            key = (item["underlying"], item["bucket"], item["kind"])
+            crossings.setdefault(key, []).append(item["value"])
         entries: dict[str, dict[str, Any]] = {}
-        crossings = self.crossings.to_pylist()
         for row in self.levels.to_pylist():
             clean = {key: _jsonable_deep(value) for key, value in row.items()}
-            clean["flip_strikes"] = [
-                item["value"]
-                for item in crossings
-                if item["underlying"] == row["underlying"]
-                and item["bucket"] == row["bucket"]
-                and item["kind"] == "flip_strike"
-            ]
-            clean["zero_gammas"] = [
-                item["value"]
-                for item in crossings
-                if item["underlying"] == row["underlying"]
-                and item["bucket"] == row["bucket"]
-                and item["kind"] == "zero_gamma"
-            ]
-            name = row["underlying"]
+            name = clean["underlying"]
             bucket = clean.pop("bucket")
-            if bucket == "all" or name not in entries:
-                base = entries.setdefault(name, {"buckets": {}})
-                if bucket == "all":
-                    base.update(clean)
-                    continue
-            entries[name]["buckets"][bucket] = clean
+            clean["flip_strikes"] = crossings.get((name, bucket, "flip_strike"), [])
+            clean["zero_gammas"] = crossings.get((name, bucket, "zero_gamma"), [])
+            entry = entries.setdefault(name, {"buckets": {}})
+            if bucket == "all":
+                entry.update(clean)
+            else:
+                entry["buckets"][bucket] = clean
         return {
             "underlyings": [
                 {"underlying": name, **{k: v for k, v in entry.items() if k != "underlying"}}
@@ -506,6 +499,7 @@ class _Analysis:
         run_u = sorted_u[run_starts]
         run_k = sorted_k[run_starts]
         pieces = []
+        name_keys, target_keys = [], []  # the final order: underlying, target, strike
         for target_index, target in enumerate(self.targets):
             member = self.group_member[group_order, target_index]
 
@@ -529,6 +523,8 @@ class _Analysis:
                 else np.empty(0, np.int64)
             )
             cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
+            name_keys.append(rank[u_keep])
+            target_keys.append(np.full(u_keep.size, target_index))
             pieces.append(
                 pa.table(
                     {
@@ -546,16 +542,13 @@ class _Analysis:
                 )
             )
         table = pa.concat_tables(pieces)
-        # underlying-major, then the target order, then strike
-        target_rank = {target: position for position, target in enumerate(self.targets)}
-        name_rank = {self.names[index]: position for position, index in enumerate(order)}
-        keys = np.array(
-            [name_rank[name] for name in table.column("underlying").to_pylist()], dtype=np.int64
+        final = np.lexsort(
+            (
+                table.column("strike").to_numpy(),
+                np.concatenate(target_keys),
+                np.concatenate(name_keys),
+            )
         )
-        target_keys = np.array(
-            [target_rank[name] for name in table.column("bucket").to_pylist()], dtype=np.int64
-        )
-        final = np.lexsort((table.column("strike").to_numpy(), target_keys, keys))
         return table.take(final)
 
     def strike_expiry_table(self) -> pa.Table | None:
@@ -909,11 +902,6 @@ def _add_crossing(rows, name, target, kind, value, grid_value, primary) -> None:
     rows["primary"].append(bool(primary))
 
 
-def _local_date(nanos: int, zone) -> dt.date:
-    instant = dt.datetime.fromtimestamp(nanos / 1e9, tz=dt.timezone.utc)
-    return instant.astimezone(zone).date()
-
-
 def _snapshot_date(prepared) -> dt.date:
     """The chain's one snapshot date (local to the settlement zone)."""
     return _snapshot_instant(prepared).astimezone(prepared.zone).date()
@@ -944,8 +932,7 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
     for forbidden in ("by_strike", "per_contract", "by_expiry"):
         if forbidden in gex_options:
             raise TypeError(f"levels()/profile() do not take {forbidden}=")
-    gamma_source = str(gex_options.get("gamma_source", "model")).lower()
-    if gamma_source not in ("model", "gammasource.model"):
+    if parse_gamma_source(gex_options.get("gamma_source", "model")) is not GammaSource.MODEL:
         raise ValueError(
             "the profile recomputes gamma at other spot levels, so it needs the model: "
             "use gamma_source='model' (the chain's own gamma column fits only the current spot)"
@@ -968,9 +955,7 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
     expiry_dates: list[dt.date | None] = []
     expiry_bucket: list[str | None] = []
     if dated:
-        expiry_dates = [
-            _local_date(int(nanos), prepared.zone) for nanos in prepared.expiry_instants
-        ]
+        expiry_dates = list(_local_dates(prepared.expiry_instants, prepared.zone).astype(object))
         if needs_dates and work.num_rows:  # an empty chain has no expiries to tag
             snapshot_date = _snapshot_date(prepared)
         if buckets is not None and snapshot_date is not None:
@@ -991,7 +976,7 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         targets.extend(name for name in bucket_targets if name not in targets)
     n_targets = len(targets)
 
-    # Slots for the profile: (underlying, expiry) pairs, numbered in kernel order.
+    # Slots for the profile: (underlying, expiry) pairs, numbered underlying-major.
     uid_all = np.concatenate(
         [_numpy(batch, "uid", np.int32) for batch in work.to_batches()]
     ) if work.num_rows else np.empty(0, np.int32)  # fmt: skip

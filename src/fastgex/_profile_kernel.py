@@ -29,7 +29,7 @@ import numpy as np
 from fastgex._fastmath import fast_exp, fast_log
 from fastgex._formulas import INV_SQRT_TWO_PI
 from fastgex._jit import kernel, scalar_function
-from fastgex._kernel_common import CALL_CODE
+from fastgex._kernel_common import CALL_CODE, _id_range
 
 #: Rows per tile: the row constants of one tile (three float64 arrays) stay in L1.
 TILE_ROWS = 256
@@ -143,25 +143,17 @@ def profile(
     n_rows = strike.size
     n_levels = log_ratio.shape[1]
     n_blocks = max(1, (n_rows + rows_per_block - 1) // rows_per_block)
+    # Each block sums into the range of slots its rows touch (see the GEX kernel).
     block_first = np.zeros(n_blocks, dtype=np.int64)
-    block_last = np.zeros(n_blocks, dtype=np.int64)
+    block_span = np.zeros(n_blocks, dtype=np.int64)
     for block in numba.prange(n_blocks):
         start = block * rows_per_block
-        stop = min(n_rows, start + rows_per_block)
-        if stop > start:
-            # Rows are grouped by slot, so the first and last rows bound the range.
-            first = slot_id[start]
-            last = slot_id[start]
-            for row in range(numba.uint64(start), numba.uint64(stop)):
-                value = np.int64(slot_id[row])
-                first = value if value < first else first
-                last = value if value > last else last
-            block_first[block] = first
-            block_last[block] = last
+        first, span = _id_range(slot_id, start, min(n_rows, start + rows_per_block), n_slots)
+        block_first[block] = first
+        block_span[block] = span
     block_offset = np.zeros(n_blocks + 1, dtype=np.int64)
     for block in range(n_blocks):
-        span = block_last[block] - block_first[block] + 1 if n_rows else 0
-        block_offset[block + 1] = block_offset[block] + span
+        block_offset[block + 1] = block_offset[block] + block_span[block]
     partial = np.zeros((block_offset[n_blocks], n_levels))
     for block in numba.prange(n_blocks):
         start = block * rows_per_block
