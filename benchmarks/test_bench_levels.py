@@ -13,7 +13,7 @@ import pytest
 
 from conftest import best_of, kernel_inputs, record
 from fastgex import _kernels, _profile_kernel
-from fastgex._gex import _engine, _run
+from fastgex._gex import _engine, _run, gex
 from fastgex._levels import levels
 from fastgex.reference import gex_pandas_scipy
 from fastgex.sample import sample_chain, sample_market
@@ -145,13 +145,37 @@ def test_levels_whole_market(benchmark):
     )
 
 
-def test_bucket_overhead(benchmark):
-    """The fused GEX pass with per-(strike, expiry) groups vs per-strike groups.
+@pytest.mark.parametrize(
+    "views", [None, ("all", "ex_next_expiry", "ex_next_monthly")], ids=["buckets", "buckets+views"]
+)
+def test_bucket_overhead(benchmark, views):
+    """``gex(market, buckets="default")`` vs plain ``gex(market)``, same run, whole market.
+
+    Both end to end (read, validate, time to expiry, the fused kernel, tables). The
+    bucketed call adds per-(underlying, strike, expiry) groups in the kernel, the bucket
+    of each (underlying, expiry) pair decided once, and the per-bucket totals and
+    per-(bucket, strike) tables. Target: < 25% over the plain call.
+    """
+    market = sample_market()
+    gex(market)
+    gex(market, buckets="default", views=views)
+    plain = best_of(lambda: gex(market), repeat=5)
+    benchmark.pedantic(lambda: gex(market, buckets="default", views=views), rounds=5, iterations=1)
+    bucketed = benchmark.stats.stats.min
+    record(
+        f"gex with default buckets{' and all views' if views else ''} over plain gex "
+        "(whole market, end to end)",
+        plain_seconds=plain,
+        bucketed_seconds=bucketed,
+        overhead=bucketed / plain - 1.0,
+    )
+
+
+def test_expiry_group_overhead(benchmark):
+    """The fused GEX pass alone: per-(strike, expiry) groups vs per-strike groups.
 
     Both time :func:`fastgex._gex._run` (group ids + the fused kernel) on one prepared
-    whole market. Bucket and view totals and tables are masked sums of the expiry groups
-    (the bucket of each expiry is decided once); their table building is part of
-    ``test_levels_whole_market``.
+    whole market: the kernel-level share of the bucket cost.
     """
     market = sample_market()
     engine = _engine(market, by_expiry=True)
@@ -167,7 +191,7 @@ def test_bucket_overhead(benchmark):
     benchmark.pedantic(run, args=(True,), rounds=5, iterations=1)
     with_expiry = benchmark.stats.stats.min
     record(
-        "expiry groups (buckets) over the plain per-strike GEX pass (whole market)",
+        "expiry groups over per-strike groups in the fused GEX pass (whole market)",
         plain_seconds=plain,
         bucketed_seconds=with_expiry,
         overhead=with_expiry / plain - 1.0,

@@ -307,6 +307,66 @@ def test_profile_matches_oracle_at_explicit_levels(small):
     _assert_profile_matches(totals, exact, magnitude)
 
 
+def _sticky_moneyness_oracle(table: pa.Table, levels, unit="dollars_per_1pct"):
+    """Total GEX at each level with vols moved by the expiry's smile (docs/levels.md).
+
+    smile(K): mean implied vol of the expiry's valid rows at strike K, linear in strike,
+    flat beyond the ends (``np.interp``); vol'(K) = vol(K) * smile(K / r) / smile(K).
+    """
+    rows = [row for row in table.to_pylist()
+            if row["implied_vol"] and row["implied_vol"] > 0
+            and _years(row["expiration"], row["snapshot_time"]) > 0]  # fmt: skip
+    smiles = {}
+    for expiration in {row["expiration"] for row in rows}:
+        per_strike: dict[float, list[float]] = {}
+        for row in rows:
+            if row["expiration"] == expiration:
+                per_strike.setdefault(row["strike"], []).append(row["implied_vol"])
+        strikes = sorted(per_strike)
+        smiles[expiration] = (strikes, [sum(per_strike[k]) / len(per_strike[k]) for k in strikes])
+    totals, magnitudes = [], []
+    for level in levels:
+        ratio = level / SPOT
+        moved = []
+        for row in rows:
+            strikes, vols = smiles[row["expiration"]]
+            here = np.interp(row["strike"], strikes, vols)
+            there = np.interp(row["strike"] / ratio, strikes, vols)
+            moved.append({**row, "implied_vol": row["implied_vol"] * there / here})
+        total, magnitude = _oracle_at(_oracle_rows(pa.Table.from_pylist(moved)), level, unit)
+        totals.append(total)
+        magnitudes.append(magnitude)
+    return np.array(totals), np.array(magnitudes)
+
+
+def test_sticky_moneyness_profile_matches_oracle(small):
+    result = fastgex.profile(small, vol_model="sticky_moneyness", n_levels=9)
+    levels, totals = result.array("SPX")
+    exact, magnitude = _sticky_moneyness_oracle(small, levels)
+    _assert_profile_matches(totals, exact, magnitude)
+    # it is a different model: away from spot the profile differs from sticky strike
+    _, sticky_strike = fastgex.profile(small, n_levels=9).array("SPX")
+    assert np.max(np.abs(totals - sticky_strike)) > 1e-6 * np.max(np.abs(sticky_strike))
+
+
+def test_sticky_moneyness_at_spot_is_the_gex_total(small):
+    result = fastgex.profile(small, vol_model="sticky_moneyness", level_list=[SPOT])
+    _, totals = result.array("SPX")
+    total = fastgex.gex(small).total("SPX")
+    assert totals[0] == pytest.approx(total, rel=1e-12)
+
+
+def test_sticky_moneyness_zero_gamma_is_a_root_of_its_profile(chain):
+    result = fastgex.levels(chain, vol_model="sticky_moneyness")
+    row = result.levels.to_pylist()[0]
+    assert row["zero_gamma"] is not None
+    roots = [row["zero_gamma"], row["zero_gamma"] * (1 + 1e-6)]
+    _, values = fastgex.profile(chain, vol_model="sticky_moneyness", level_list=roots).array("SPX")
+    _, grid_values = _profile_of(result, "SPX", "all")
+    assert abs(values[0]) <= 1e-9 * np.max(np.abs(grid_values))
+    assert result.settings["vol_model"] == "sticky_moneyness"
+
+
 def test_bucket_and_view_profiles_match_oracle(small):
     """Each bucket's / view's profile is the oracle over that bucket's / view's rows."""
     snapshot_date = _snapshot(small).astimezone(NEW_YORK).date()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,9 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fastgex import _kernels
+from fastgex import _group_kernels, _kernels
 from fastgex._chain import ALIASES, read_chain
 from fastgex._errors import ChainError, InvalidRowsError
+from fastgex._targets import resolve_targets, target_sums, underlying_ranks
 from fastgex._timing import (
     parse_settlement,
     settlement_codes,
@@ -72,6 +73,16 @@ BY_STRIKE_SCHEMA = pa.schema(
         ("contracts", pa.int64()),
     ]
 )
+BY_BUCKET_SCHEMA = pa.schema(
+    [
+        ("underlying", pa.string()),
+        ("bucket", pa.string()),
+        ("total_gex", pa.float64()),
+        ("call_gex", pa.float64()),
+        ("put_gex", pa.float64()),
+        ("contracts", pa.int64()),
+    ]
+)
 DROPPED_SCHEMA = pa.schema(
     [("underlying", pa.string()), ("reason", pa.string()), ("count", pa.int64())]
 )
@@ -99,6 +110,13 @@ class GexResult:
         The choices that produced the numbers.
     settings : dict
         Every other setting, for provenance.
+    by_bucket : pyarrow.Table or None
+        With ``buckets=`` / ``views=``: one row per (underlying, bucket) present, views
+        first: ``total_gex``, ``call_gex``, ``put_gex``, ``contracts``.
+    by_strike_bucket : pyarrow.Table or None
+        With ``buckets=`` / ``views=``: one row per (underlying, bucket, strike):
+        ``call_gex``, ``put_gex``, ``net_gex``, ``cumulative_net_gex``,
+        ``call_open_interest``, ``put_open_interest``, ``contracts``.
     """
 
     by_underlying: pa.Table
@@ -110,6 +128,8 @@ class GexResult:
     gamma_source: GammaSource
     day_count: DayCount
     settings: dict[str, Any] = field(default_factory=dict)
+    by_bucket: pa.Table | None = None
+    by_strike_bucket: pa.Table | None = None
 
     def total(self, underlying: str | None = None) -> float:
         """Total GEX of one underlying, or of every underlying when ``None``.
@@ -164,7 +184,9 @@ def _check_finite(prepared, accumulated) -> None:
     """Sums of finite values can still overflow float64: say so instead of returning inf/NaN."""
     with np.errstate(invalid="ignore", over="ignore"):
         bad_underlyings = ~np.isfinite(accumulated.sums).all(axis=1)
-        if accumulated.group_sums is not None:
+        # all() over the whole array first: a per-row all(axis=1) is slow on many groups.
+        group_sums = accumulated.group_sums
+        if group_sums is not None and not np.isfinite(group_sums).all():
             bad_groups = ~np.isfinite(accumulated.group_sums).all(axis=1)
             bad_underlyings[prepared.group_underlying[bad_groups]] = True
     if bad_underlyings.any():
@@ -204,6 +226,8 @@ def gex(
     on_invalid: str = "drop",
     columns: Mapping[str, str] | None = None,
     format: str = "auto",
+    buckets: Any = None,
+    views: Sequence[str] | None = None,
 ) -> GexResult:
     """Signed dealer gamma exposure of every contract, aggregated per underlying and strike.
 
@@ -247,11 +271,18 @@ def gex(
         Renames from your column names to canonical ones.
     format : str
         File format when ``chain`` is a path (see :func:`fastgex.read_chain`).
+    buckets : None, "default", sequence of day edges, mapping or callable
+        Also sum per expiry bucket (see :func:`fastgex.buckets.expiry_buckets`): fills
+        ``by_bucket`` and ``by_strike_bucket``. Needs ``expiration`` dates.
+    views : sequence of str, optional
+        Views to add to the buckets: ``all``, ``ex_next_expiry``, ``ex_next_monthly``.
+        Default with ``buckets``: ``("all",)``.
 
     Returns
     -------
     GexResult
-        Totals per underlying, the per-strike table, drop counts and provenance.
+        Totals per underlying, the per-strike table, drop counts and provenance; per
+        bucket and view when asked.
 
     Raises
     ------
@@ -279,6 +310,8 @@ def gex(
         on_invalid=on_invalid,
         columns=columns,
         format=format,
+        buckets=buckets,
+        views=views,
     ).result
 
 
@@ -313,6 +346,8 @@ def _engine(
     columns: Mapping[str, str] | None = None,
     format: str = "auto",
     by_expiry: bool = False,
+    buckets: Any = None,
+    views: Sequence[str] | None = None,
 ) -> _Engine:
     """:func:`gex` with its intermediate state (see there for the parameters).
 
@@ -321,6 +356,12 @@ def _engine(
     """
     if on_invalid not in ("drop", "raise"):
         raise ValueError(f"on_invalid must be 'drop' or 'raise', not {on_invalid!r}")
+    if isinstance(views, str):
+        views = (views,)
+    with_targets = buckets is not None or views is not None
+    if with_targets:
+        views = ("all",) if views is None else tuple(views)
+        by_expiry = True
     convention = parse_convention(convention)
     unit = parse_unit(unit)
     gamma_source = parse_gamma_source(gamma_source)
@@ -370,6 +411,8 @@ def _engine(
         day_count,
         settings,
     )
+    if with_targets:
+        result = _add_targets(result, prepared, accumulated, buckets, views, by_strike)
     if on_invalid == "raise" and result.dropped_count:
         summary = ", ".join(
             f"{row['underlying']}/{row['reason']}: {row['count']}"
@@ -377,6 +420,52 @@ def _engine(
         )
         raise InvalidRowsError(f"{result.dropped_count} invalid rows ({summary})", result.dropped)
     return _Engine(result, prepared, accumulated, config, min_time_to_expiry)
+
+
+def _add_targets(result, prepared, accumulated, buckets, views, by_strike) -> GexResult:
+    """``result`` with ``by_bucket`` / ``by_strike_bucket`` (and ``by_strike``) from groups."""
+    targets = resolve_targets(prepared, accumulated.work, buckets, views)
+    names = result.by_underlying.column("underlying").to_pylist()
+    index_of = {name: index for index, name in enumerate(prepared.names) if name is not None}
+    order = [index_of[name] for name in names]
+    sums = target_sums(prepared, accumulated, targets, order)
+    position, target = np.nonzero(sums.contracts)  # (underlying, target) order
+    calls = sums.totals[position, target, 0]
+    puts = sums.totals[position, target, 1]
+    order_ids = np.asarray(order, dtype=np.int64)
+    by_bucket = pa.table(
+        {
+            "underlying": pc.take(
+                pa.array(prepared.names, pa.string()), pa.array(order_ids[position])
+            ),
+            "bucket": pc.take(pa.array(targets.names, pa.string()), pa.array(target)),
+            "total_gex": calls + puts,
+            "call_gex": calls,
+            "put_gex": puts,
+            "contracts": sums.contracts[position, target],
+        },
+        schema=BY_BUCKET_SCHEMA,
+    )
+    settings = {
+        **result.settings,
+        "buckets": buckets if isinstance(buckets, (str, type(None))) else repr(buckets),
+        "views": list(views),
+    }
+    by_strike_table = None
+    if by_strike:  # the plain per-strike table is the "all" view's
+        table = sums.strike_table
+        if "all" not in targets.names:
+            only_all = resolve_targets(prepared, accumulated.work, None, ("all",))
+            table = target_sums(prepared, accumulated, only_all, order).strike_table
+        table = table.filter(pc.equal(table.column("bucket"), "all"))
+        by_strike_table = table.select(BY_STRIKE_SCHEMA.names).cast(BY_STRIKE_SCHEMA)
+    return dataclasses.replace(
+        result,
+        by_strike=by_strike_table,
+        by_bucket=by_bucket,
+        by_strike_bucket=sums.strike_table,
+        settings=settings,
+    )
 
 
 @dataclass
@@ -765,31 +854,32 @@ def _compensated_add(total: np.ndarray, compensation: np.ndarray, values: np.nda
 def _assign_groups(prepared: _Prepared, work: pa.Table, by_expiry: bool) -> pa.ChunkedArray:
     """Group id per row for (underlying, strike) or (underlying, strike, expiry).
 
-    Uses Arrow's hash kernels. ``work`` is in kernel order (grouped by underlying), so
-    ids numbered by first appearance keep each kernel block's range of group ids tight.
-    Rows without an expiration share the expiry code ``n_expiries``.
+    ``work`` is in kernel order (grouped by underlying), so ids numbered by first
+    appearance keep each kernel block's range of group ids tight. Rows without an
+    expiration share the expiry code ``n_expiries``.
     """
-    strike_codes = work.column("strike").dictionary_encode().combine_chunks()
-    n_strikes = max(1, len(strike_codes.dictionary))
-    key = pc.add(
-        pc.multiply(pc.cast(work.column("uid"), pa.int64()), n_strikes),
-        pc.cast(pc.fill_null(strike_codes.indices, 0), pa.int64()),
-    )
-    n_expiries = 1
+    uid = _column_numpy(work, "uid", np.int32, 0)
+    strike = _column_numpy(work, "strike", np.float64, np.nan)
+    expiry = np.empty(0, dtype=np.int32)
     if by_expiry and prepared.expiry_instants is not None:
-        n_expiries = len(prepared.expiry_instants) + 1
-        expiry = pc.fill_null(work.column("expiry"), n_expiries - 1)
-        key = pc.add(pc.multiply(key, n_expiries), pc.cast(expiry, pa.int64()))
-    groups = pc.dictionary_encode(key)
-    groups = groups.combine_chunks() if isinstance(groups, pa.ChunkedArray) else groups
-    keys = groups.dictionary.to_numpy()
-    prepared.n_groups = len(keys)
-    prepared.group_expiry = (keys % n_expiries).astype(np.int64)
-    keys = keys // n_expiries
-    prepared.group_underlying = (keys // n_strikes).astype(np.int64)
-    strikes = strike_codes.dictionary.to_numpy(zero_copy_only=False)
-    prepared.group_strike = strikes[keys % n_strikes] if len(strikes) else np.zeros(len(keys))
-    return pa.chunked_array([groups.indices.cast(pa.int32())])
+        expiry = _column_numpy(work, "expiry", np.int32, len(prepared.expiry_instants))
+    group_id, underlying, strike_bits, group_expiry = _group_kernels.group_ids(
+        uid, strike.view(np.uint64), expiry, max(1, len(prepared.names))
+    )
+    prepared.n_groups = len(underlying)
+    prepared.group_underlying = underlying
+    prepared.group_strike = strike_bits.view(np.float64)
+    prepared.group_expiry = group_expiry
+    return pa.chunked_array([pa.array(group_id)])
+
+
+def _column_numpy(table: pa.Table, name: str, dtype, fill) -> np.ndarray:
+    """One column as a contiguous numpy array (nulls replaced by ``fill``)."""
+    column = table.column(name)
+    if column.null_count:
+        column = column.fill_null(fill)
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return np.ascontiguousarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
 def _run(
@@ -813,10 +903,7 @@ def _run(
     rows = np.zeros(n_underlyings, dtype=np.int64)
     drops = np.zeros((n_underlyings, len(_kernels.REASONS) + 1), dtype=np.int64)
     n_groups = prepared.n_groups if by_strike else 0
-    group_sums = np.zeros((n_groups, 2))
-    group_comp = np.zeros((n_groups, 2))
-    group_quantity = np.zeros((n_groups, 2))
-    group_counts = np.zeros(n_groups, dtype=np.int64)
+    group_sums = group_comp = group_quantity = group_counts = None
     values_kept: list[np.ndarray] = []
     statuses_kept: list[np.ndarray] = []
     for batch in work.to_batches():
@@ -862,7 +949,15 @@ def _run(
         _compensated_add(sums, compensation, batch_sums)
         rows += batch_rows.sum(axis=1)
         drops += batch_rows
-        if by_strike:
+        if group_sums is None:  # the first batch's arrays become the totals
+            group_sums, group_quantity, group_counts = (
+                batch_group_sums,
+                batch_quantity,
+                batch_group_rows,
+            )
+        else:
+            if group_comp is None:
+                group_comp = np.zeros_like(group_sums)
             _compensated_add(group_sums, group_comp, batch_group_sums)
             group_quantity += batch_quantity
             group_counts += batch_group_rows
@@ -870,11 +965,16 @@ def _run(
             values_kept.append(values)
             statuses_kept.append(status)
     drops[:, 0] = 0  # column 0 held the rows that count; keep only drops
+    if group_sums is None:  # no batch had rows
+        group_sums, group_quantity = np.zeros((n_groups, 2)), np.zeros((n_groups, 2))
+        group_counts = np.zeros(n_groups, dtype=np.int64)
     return _Accumulated(
         sums=sums + compensation,
         rows=rows,
         drops=drops,
-        group_sums=group_sums + group_comp if by_strike else None,
+        group_sums=(group_sums if group_comp is None else group_sums + group_comp)
+        if by_strike
+        else None,
         group_quantity=group_quantity,
         group_counts=group_counts,
         values=values_kept,
@@ -937,19 +1037,16 @@ def _assemble(
 
 
 def _strike_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
-    keep = np.flatnonzero(accumulated.group_counts > 0)
-    underlying_ids = prepared.group_underlying[keep]
     names = prepared.names
-    rank = np.empty(len(names), dtype=np.int64)
     order_names = sorted(
         range(len(names)), key=lambda index: (names[index] is None, names[index] or "")
     )
-    rank[order_names] = np.arange(len(names))
-    strikes = prepared.group_strike[keep]
-    order = np.lexsort((strikes, rank[underlying_ids]))
-    keep = keep[order]
-    underlying_ids = underlying_ids[order]
-    strikes = strikes[order]
+    rank = underlying_ranks(names, order_names)
+    order, _ = _group_kernels.order_groups(
+        rank[prepared.group_underlying], prepared.group_strike, len(names)
+    )
+    keep = order[accumulated.group_counts[order] > 0]
+    underlying_ids = prepared.group_underlying[keep]
     calls = accumulated.group_sums[keep, 0]
     puts = accumulated.group_sums[keep, 1]
     net = calls + puts
@@ -961,8 +1058,8 @@ def _strike_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
     cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
     return pa.table(
         {
-            "underlying": pa.array([names[i] for i in underlying_ids], pa.string()),
-            "strike": strikes,
+            "underlying": pc.take(pa.array(names, pa.string()), pa.array(underlying_ids)),
+            "strike": prepared.group_strike[keep],
             "call_gex": calls,
             "put_gex": puts,
             "net_gex": net,

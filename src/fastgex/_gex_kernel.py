@@ -47,6 +47,7 @@ from fastgex._kernel_common import (
     _NON_FINITE,
     _UNKNOWN_TYPE,
     CALL_CODE,
+    GROUP_CHUNK,
     MISSING_CODE,
     PUT_CODE,
     REASONS,
@@ -299,13 +300,19 @@ def segment_sums(
 
 
 @scalar_function
-def _add_group_row(group_sums, group_compensation, group_quantity, group_rows, slot, code, value,
-                   amount):  # fmt: skip
-    """Add one counted row to its (strike, ...) group: compensated GEX, quantity, count."""
+def _add_group_row(partial_group, partial_group_rows, slot, code, value, amount):
+    """Add one counted row to its (strike, ...) group: compensated GEX, quantity, count.
+
+    ``partial_group[slot]`` holds call/put GEX, their compensations, call/put quantity.
+    """
     side = 0 if code == CALL_CODE else 1
-    _add_to(group_sums, group_compensation, slot, side, value)
-    group_quantity[slot, side] += amount
-    group_rows[slot] += 1
+    total, compensation = _neumaier_add(
+        partial_group[slot, side], partial_group[slot, 2 + side], value
+    )
+    partial_group[slot, side] = total
+    partial_group[slot, 2 + side] = compensation
+    partial_group[slot, 4 + side] += amount
+    partial_group_rows[slot] += 1
 
 
 @kernel
@@ -391,10 +398,10 @@ def run(
     # and no per-row status array is needed unless the caller wants one.
     partial_rows = np.zeros((n_partials, len(REASONS) + 1), dtype=np.int64)
     n_group_partials = group_offset[n_blocks]
-    partial_group_sums = np.zeros((n_group_partials, 2))
-    partial_group_compensation = np.zeros((n_group_partials, 2))
-    partial_group_quantity = np.zeros((n_group_partials, 2))
-    partial_group_rows = np.zeros(n_group_partials, dtype=np.int64)
+    # One row per (block, group): zeroed by the block that owns it, so the first
+    # touch of this (group-count sized) memory happens on every thread at once.
+    partial_group = np.empty((n_group_partials, 6))
+    partial_group_rows = np.empty(n_group_partials, dtype=np.int64)
     write_values = values_out.size == n_rows
     write_status = status_out.size == n_rows
     for block in numba.prange(n_blocks):
@@ -402,6 +409,8 @@ def run(
         block_stop = min(n_rows, block_start + rows_per_block)
         partial_base = block_offset[block] - block_first[block]
         group_base = group_offset[block] - group_first[block]
+        partial_group[group_offset[block] : group_offset[block + 1]] = 0.0
+        partial_group_rows[group_offset[block] : group_offset[block + 1]] = 0
         # Where the per-row values go: the caller's array, else (when groups need
         # them) a strip-sized scratch that stays in L1.
         scratch = np.empty(STRIP_ROWS if want_groups and not write_values else 0)
@@ -492,9 +501,7 @@ def run(
                         for offset in range(start, stop):
                             row = base + offset
                             _add_group_row(
-                                partial_group_sums,
-                                partial_group_compensation,
-                                partial_group_quantity,
+                                partial_group,
                                 partial_group_rows,
                                 group_base + group_id[row],
                                 option_code[row],
@@ -529,9 +536,7 @@ def run(
                         if valid != 0:
                             if want_groups:
                                 _add_group_row(
-                                    partial_group_sums,
-                                    partial_group_compensation,
-                                    partial_group_quantity,
+                                    partial_group,
                                     partial_group_rows,
                                     group_base + group_id[row],
                                     option_code[row],
@@ -567,29 +572,41 @@ def run(
         for slot in range(block_offset[block], block_offset[block + 1]):
             rows[block_first[block] + slot - block_offset[block]] += partial_rows[slot]
     n_out_groups = n_groups if want_groups else 0
-    group_sums = np.zeros((n_out_groups, 2))
-    group_compensation = np.zeros((n_out_groups, 2))
-    group_quantity = np.zeros((n_out_groups, 2))
-    group_rows = np.zeros(n_out_groups, dtype=np.int64)
-    if want_groups:
-        _combine(
-            group_first,
-            group_offset,
-            partial_group_sums,
-            partial_group_compensation,
-            group_sums,
-            group_compensation,
-        )
+    group_sums = np.empty((n_out_groups, 2))
+    group_quantity = np.empty((n_out_groups, 2))
+    group_rows = np.empty(n_out_groups, dtype=np.int64)
+    # Each chunk of groups is merged by one thread, from every block in block order:
+    # deterministic, and the output memory is first touched in parallel.
+    n_chunks = (n_out_groups + GROUP_CHUNK - 1) // GROUP_CHUNK
+    for chunk in numba.prange(n_chunks):
+        chunk_first = chunk * GROUP_CHUNK
+        chunk_stop = min(n_out_groups, chunk_first + GROUP_CHUNK)
+        correction = np.zeros((chunk_stop - chunk_first, 2))
+        group_sums[chunk_first:chunk_stop] = 0.0
+        group_quantity[chunk_first:chunk_stop] = 0.0
+        group_rows[chunk_first:chunk_stop] = 0
         for block in range(n_blocks):
-            for slot in range(group_offset[block], group_offset[block + 1]):
-                group = group_first[block] + slot - group_offset[block]
+            lowest = max(chunk_first, group_first[block])
+            highest = min(chunk_stop, group_first[block] + group_span[block])
+            for group in range(lowest, highest):
+                slot = group_offset[block] + group - group_first[block]
+                local = group - chunk_first
+                for side in range(2):
+                    correction[local, side] += partial_group[slot, 2 + side]
+                    group_total, group_correction = _neumaier_add(
+                        group_sums[group, side], correction[local, side], partial_group[slot, side]
+                    )
+                    group_sums[group, side] = group_total
+                    correction[local, side] = group_correction
+                    group_quantity[group, side] += partial_group[slot, 4 + side]
                 group_rows[group] += partial_group_rows[slot]
-                group_quantity[group, 0] += partial_group_quantity[slot, 0]
-                group_quantity[group, 1] += partial_group_quantity[slot, 1]
+        for group in range(chunk_first, chunk_stop):
+            for side in range(2):
+                group_sums[group, side] += correction[group - chunk_first, side]
     return (
         sums + compensation,
         rows,
-        group_sums + group_compensation,
+        group_sums,
         group_quantity,
         group_rows,
     )

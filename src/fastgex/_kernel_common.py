@@ -36,6 +36,8 @@ MISSING_CODE = -2
 
 STRIP_ROWS = 512
 BLOCK_ROWS = 1 << 16
+#: Groups merged per parallel task when per-block group partials are combined.
+GROUP_CHUNK = 4096
 #: Upper bound on per-block partial sums held at once (blocks x underlyings).
 MAX_BLOCK_PARTIALS = 1 << 22
 

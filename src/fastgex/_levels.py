@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 from fastgex import _kernels, _levels_kernels, _profile_kernel
 from fastgex._errors import ChainError
 from fastgex._gex import GexResult, _engine, _jsonable, _numpy, _readonly
-from fastgex._timing import _local_dates
-from fastgex.buckets import VIEWS, bucket_names, expiry_buckets, is_standard_monthly
+from fastgex._targets import TargetSums, resolve_targets, target_sums
+from fastgex.buckets import VIEWS
 from fastgex.conventions import GammaSource, parse_gamma_source
 from fastgex.regime import RegimeThresholds, classify_regime
 
@@ -291,9 +291,12 @@ def levels(
     n_levels, level_range, level_list
         The profile grid: ``n_levels`` levels evenly spaced over ``level_range`` x spot,
         or explicit absolute ``level_list`` (one underlying) levels.
-    vol_model : {"sticky_strike"}
-        How implied vol moves with the hypothetical spot: each contract keeps its
-        implied vol. ``"sticky_moneyness"`` is reserved (``NotImplementedError``).
+    vol_model : {"sticky_strike", "sticky_moneyness"}
+        How implied vol moves with the hypothetical spot. Sticky strike (default): each
+        contract keeps its implied vol. Sticky moneyness: at spot ``r x S`` a contract's
+        vol is scaled by its expiry's smile move, ``vol * smile(K / r) / smile(K)``
+        (smile: mean implied vol per strike, linear in strike, flat beyond the ends);
+        one kernel pass per level, so slower.
     walls_relative_to_spot : bool
         Restrict the call wall to strikes at or above spot and the put wall to strikes
         at or below spot.
@@ -362,10 +365,8 @@ def profile(
         levels for every underlying).
     buckets, views
         As in :func:`levels`: one profile per view and bucket.
-    vol_model : {"sticky_strike"}
-        Sticky strike (default): each contract keeps its implied vol.
-        ``"sticky_moneyness"`` is reserved and raises ``NotImplementedError`` (not
-        available yet).
+    vol_model : {"sticky_strike", "sticky_moneyness"}
+        As in :func:`levels`.
     **gex_options
         Any keyword of :func:`fastgex.gex`.
 
@@ -440,12 +441,10 @@ class _Analysis:
     # per profile slot: underlying, membership in each target
     slot_underlying: np.ndarray
     slot_member: np.ndarray  # (slots, targets) bool
-    # per group (underlying, strike[, expiry]) from the GEX kernel
-    group_member: np.ndarray  # (groups, targets) bool
     ratios: np.ndarray  # (underlyings, levels)
     profile_values: np.ndarray  # (targets, underlyings, levels)
-    totals: np.ndarray  # (targets, underlyings, 2) call / put
-    contracts: np.ndarray  # (targets, underlyings)
+    order: list[int]  # reported underlying ids (named, with rows), by name
+    target_sums: TargetSums  # per-target totals (by position in order) and strike table
     expiry_dates: list[dt.date | None]
     expiry_bucket: list[str | None]
     settings: dict[str, Any]
@@ -454,9 +453,7 @@ class _Analysis:
     # ------------------------------------------------------------------ profile table
     def underlying_order(self) -> list[int]:
         """Ids of the named underlyings that have rows (valid or not), by name."""
-        rows = self.engine.accumulated.rows
-        real = [index for index, name in enumerate(self.names) if name is not None and rows[index]]
-        return sorted(real, key=lambda index: self.names[index])
+        return self.order
 
     def profile_table(self) -> pa.Table:
         order = self.underlying_order()
@@ -482,74 +479,7 @@ class _Analysis:
 
     # ------------------------------------------------------------------ strike tables
     def strike_table(self) -> pa.Table:
-        prepared = self.engine.prepared
-        acc = self.engine.accumulated
-        order = self.underlying_order()
-        rank = np.full(len(self.names), np.iinfo(np.int64).max, dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        group_u = prepared.group_underlying
-        strikes = prepared.group_strike
-        group_order = np.lexsort((strikes, rank[group_u]))
-        group_order = group_order[rank[group_u[group_order]] < len(order)]
-        sorted_u = group_u[group_order]
-        sorted_k = strikes[group_order]
-        new_run = np.r_[True, (sorted_u[1:] != sorted_u[:-1]) | (sorted_k[1:] != sorted_k[:-1])]
-        new_run = new_run[: sorted_u.size]  # no groups: no runs
-        run_starts = np.flatnonzero(new_run)
-        run_u = sorted_u[run_starts]
-        run_k = sorted_k[run_starts]
-        pieces = []
-        name_keys, target_keys = [], []  # the final order: underlying, target, strike
-        for target_index, target in enumerate(self.targets):
-            member = self.group_member[group_order, target_index]
-
-            def reduce(values, member=member):
-                masked = np.where(member, values, 0)
-                if masked.size == 0:
-                    return masked
-                return np.add.reduceat(masked, run_starts)
-
-            calls = reduce(acc.group_sums[group_order, 0])
-            puts = reduce(acc.group_sums[group_order, 1])
-            call_oi = reduce(acc.group_quantity[group_order, 0])
-            put_oi = reduce(acc.group_quantity[group_order, 1])
-            rows = reduce(acc.group_counts[group_order])
-            keep = rows > 0
-            u_keep = run_u[keep]
-            net = calls[keep] + puts[keep]
-            starts = (
-                np.flatnonzero(np.r_[True, u_keep[1:] != u_keep[:-1]])
-                if u_keep.size
-                else np.empty(0, np.int64)
-            )
-            cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
-            name_keys.append(rank[u_keep])
-            target_keys.append(np.full(u_keep.size, target_index))
-            pieces.append(
-                pa.table(
-                    {
-                        "underlying": pa.array([self.names[i] for i in u_keep], pa.string()),
-                        "bucket": pa.array([target] * int(keep.sum()), pa.string()),
-                        "strike": run_k[keep],
-                        "call_gex": calls[keep],
-                        "put_gex": puts[keep],
-                        "net_gex": net,
-                        "cumulative_net_gex": cumulative,
-                        "call_open_interest": call_oi[keep],
-                        "put_open_interest": put_oi[keep],
-                        "contracts": rows[keep].astype(np.int64),
-                    }
-                )
-            )
-        table = pa.concat_tables(pieces)
-        final = np.lexsort(
-            (
-                table.column("strike").to_numpy(),
-                np.concatenate(target_keys),
-                np.concatenate(name_keys),
-            )
-        )
-        return table.take(final)
+        return self.target_sums.strike_table
 
     def strike_expiry_table(self) -> pa.Table | None:
         prepared = self.engine.prepared
@@ -625,12 +555,12 @@ class _Analysis:
         crossing_rows: dict[str, list] = {name: [] for name in CROSSINGS_SCHEMA.names}
         rows: dict[str, list] = {name: [] for name in LEVELS_SCHEMA.names}
         skew_lookup = skew_z if isinstance(skew_z, Mapping) else None
-        for index in order:
+        for position, index in enumerate(order):
             name = self.names[index]
             spot = float(self.spot[index])
             for target_index, target in enumerate(self.targets):
-                call_total, put_total = self.totals[target_index, index]
-                contracts = int(self.contracts[target_index, index])
+                call_total, put_total = self.target_sums.totals[position, target_index]
+                contracts = int(self.target_sums.contracts[position, target_index])
                 segment = segment_of.get((name, target))
                 flips = (
                     flip_value[
@@ -802,9 +732,28 @@ class _ProfileInputs:
     options: dict[str, Any]
     unit_scale: float
     unit_power: int
+    #: Sticky moneyness: per slot, ``(start, strikes, vols)`` of its smile; None: sticky strike.
+    smile: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def run(self, slot_ratios: np.ndarray) -> np.ndarray:
         """Profile per slot at ``slot_ratios[slot, m]`` (levels / slot spot)."""
+        if self.smile is None:
+            return self._run(slot_ratios, None)
+        # Vols move with the level: one pass per level, every row's vol recomputed.
+        columns = [self._run(slot_ratios[:, [level]], slot_ratios[:, level])
+                   for level in range(slot_ratios.shape[1])]  # fmt: skip
+        return np.concatenate(columns, axis=1) if columns else self._run(slot_ratios, None)
+
+    def _vols(self, batch: dict[str, np.ndarray], slot_ratio: np.ndarray | None) -> np.ndarray:
+        if slot_ratio is None or self.smile is None:
+            return batch["vol"]
+        start, strikes, vols = self.smile
+        return _levels_kernels.moneyness_vols(
+            batch["strike"], batch["vol"], batch["slot"],
+            _readonly(np.ascontiguousarray(slot_ratio)), start, strikes, vols,
+        )  # fmt: skip
+
+    def _run(self, slot_ratios: np.ndarray, slot_ratio: np.ndarray | None) -> np.ndarray:
         n_levels = slot_ratios.shape[1]
         with np.errstate(divide="ignore", invalid="ignore"):
             log_ratio = np.log(slot_ratios)
@@ -816,7 +765,7 @@ class _ProfileInputs:
         for batch in self.batches:
             total += _profile_kernel.profile(
                 batch["strike"],
-                batch["vol"],
+                self._vols(batch, slot_ratio),
                 batch["time"],
                 batch["quantity"],
                 batch["code"],
@@ -902,27 +851,34 @@ def _add_crossing(rows, name, target, kind, value, grid_value, primary) -> None:
     rows["primary"].append(bool(primary))
 
 
-def _snapshot_date(prepared) -> dt.date:
-    """The chain's one snapshot date (local to the settlement zone)."""
-    return _snapshot_instant(prepared).astimezone(prepared.zone).date()
+def _smiles(batches, n_slots) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per profile slot (underlying, expiry): mean implied vol per distinct strike.
 
-
-def _snapshot_instant(prepared) -> dt.datetime:
-    """The chain's one snapshot time (aware)."""
-    if prepared.snapshot is not None:
-        return prepared.snapshot
-    source = prepared.source
-    if "snapshot_time" in source.column_names:
-        column = source.column("snapshot_time")
-        if pa.types.is_timestamp(column.type) and column.null_count == 0 and len(column):
-            low, high = pc.min_max(column).values()
-            if low.as_py() == high.as_py():
-                value = low.as_py()
-                if value.tzinfo is None:
-                    value = value.replace(tzinfo=prepared.zone)
-                return value
-    raise ChainError(
-        "expiry buckets and views need one snapshot time for the chain: pass snapshot_time="
+    Only rows with a positive finite vol and strike count. Returns ``(start, strikes,
+    vols)``: slot ``s`` owns ``strikes[start[s]:start[s + 1]]`` (ascending).
+    """
+    if batches:
+        strike = np.concatenate([batch["strike"] for batch in batches])
+        vol = np.concatenate([batch["vol"] for batch in batches])
+        slot = np.concatenate([batch["slot"] for batch in batches]).astype(np.int64)
+    else:
+        strike = vol = np.empty(0)
+        slot = np.empty(0, np.int64)
+    with np.errstate(invalid="ignore"):
+        valid = (vol > 0) & np.isfinite(vol) & (strike > 0) & np.isfinite(strike)
+    strike, vol, slot = strike[valid], vol[valid], slot[valid]
+    order = np.lexsort((strike, slot))
+    strike, vol, slot = strike[order], vol[order], slot[order]
+    new = np.r_[True, (slot[1:] != slot[:-1]) | (strike[1:] != strike[:-1])][: strike.size]
+    first = np.flatnonzero(new)
+    counts = np.diff(np.r_[first, strike.size])
+    mean_vol = np.add.reduceat(vol, first) / counts if first.size else np.empty(0)
+    point_slot = slot[first]
+    start = np.searchsorted(point_slot, np.arange(n_slots + 1)).astype(np.int64)
+    return (
+        _readonly(start),
+        _readonly(np.ascontiguousarray(strike[first])),
+        _readonly(np.ascontiguousarray(mean_vol)),
     )
 
 
@@ -944,37 +900,11 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
     n_underlyings = len(names)
     spot = prepared.spot.copy()
     work = accumulated.work
-    dated = prepared.expiry_instants is not None and "expiry" in work.column_names
-    needs_dates = buckets is not None or any(view != "all" for view in views)
-    if needs_dates and not dated:
-        raise ChainError(
-            "expiry buckets and the ex-next-expiry views need expiration dates: give an "
-            "'expiration' column (with a snapshot time), not only 'time_to_expiry'"
-        )
-    snapshot_date = None
-    expiry_dates: list[dt.date | None] = []
-    expiry_bucket: list[str | None] = []
-    if dated:
-        expiry_dates = list(_local_dates(prepared.expiry_instants, prepared.zone).astype(object))
-        if needs_dates and work.num_rows:  # an empty chain has no expiries to tag
-            snapshot_date = _snapshot_date(prepared)
-        if buckets is not None and snapshot_date is not None:
-            expiry_bucket = list(expiry_buckets(expiry_dates, snapshot_date, buckets))
-        else:
-            expiry_bucket = [None] * len(expiry_dates)
-    n_expiries = len(expiry_dates) + 1  # the last code: no expiration
-    # Targets: views, then buckets (in the spec's order; discovered ones sorted).
-    targets = list(views)
-    bucket_targets: list[str] = []
-    if buckets is not None:
-        known = bucket_names(buckets)
-        present = [name for name in expiry_bucket if name is not None and name != "expired"]
-        if known is None:
-            bucket_targets = sorted(set(present))
-        else:
-            bucket_targets = [name for name in known if name in set(present)]
-        targets.extend(name for name in bucket_targets if name not in targets)
+    target_info = resolve_targets(prepared, work, buckets, views)
+    targets = target_info.names
     n_targets = len(targets)
+    n_expiries = target_info.n_expiries  # the last code: no expiration
+    dated = prepared.expiry_instants is not None and "expiry" in work.column_names
 
     # Slots for the profile: (underlying, expiry) pairs, numbered underlying-major.
     uid_all = np.concatenate(
@@ -1000,59 +930,12 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
     slot_expiry = (slot_keys % n_expiries).astype(np.int64)
     n_slots = slot_keys.size
 
-    # Membership of each (underlying, expiry) pair in each target.
-    ordinals = np.array(
-        [day.toordinal() if day is not None else -1 for day in expiry_dates] + [-1],
-        dtype=np.int64,
+    slot_member = target_info.members(slot_underlying, slot_expiry)
+    order = sorted(
+        (index for index, name in enumerate(names) if name is not None and accumulated.rows[index]),
+        key=lambda index: names[index],
     )
-    monthly = np.array(
-        [day is not None and is_standard_monthly(day) for day in expiry_dates] + [False]
-    )
-    snapshot_ordinal = snapshot_date.toordinal() if snapshot_date is not None else 0
-    # "Next" expiries are those not yet settled at the snapshot (after the close on an
-    # expiry day, that day's expiry is gone and the next one is the following).
-    settled = np.zeros(len(expiry_dates) + 1, dtype=np.bool_)
-    if snapshot_date is not None:
-        snapshot_nanos = int(_snapshot_instant(prepared).timestamp() * 1e9)
-        settled[:-1] = prepared.expiry_instants <= snapshot_nanos
-    label_codes = {name: code for code, name in enumerate(dict.fromkeys(expiry_bucket))}
-    expiry_label = np.array([label_codes[name] for name in expiry_bucket] + [-1], dtype=np.int64)
-    never = np.iinfo(np.int64).max
-
-    def first_ordinal(pair_underlying, pair_expiry, eligible) -> np.ndarray:
-        """Per underlying, the earliest eligible expiry on/after the snapshot date."""
-        out = np.full(n_underlyings, never, dtype=np.int64)
-        days = ordinals[pair_expiry]
-        usable = eligible[pair_expiry] & (days >= snapshot_ordinal) & ~settled[pair_expiry]
-        np.minimum.at(out, pair_underlying[usable], days[usable])
-        return out
-
-    def pair_members(pair_underlying: np.ndarray, pair_expiry: np.ndarray) -> np.ndarray:
-        member = np.zeros((pair_underlying.size, n_targets), dtype=np.bool_)
-        days = ordinals[pair_expiry]
-        anything = np.ones(ordinals.size, dtype=np.bool_)
-        for position, target in enumerate(targets):
-            if target == "all":
-                member[:, position] = True
-            elif target in VIEWS:
-                eligible = anything if target == "ex_next_expiry" else monthly
-                excluded = first_ordinal(pair_underlying, pair_expiry, eligible)
-                member[:, position] = days != excluded[pair_underlying]
-            else:
-                member[:, position] = expiry_label[pair_expiry] == label_codes.get(target, -2)
-        return member
-
-    slot_member = pair_members(slot_underlying, slot_expiry)
-    group_member = pair_members(prepared.group_underlying, prepared.group_expiry)
-
-    # Per-target totals and counts from the group sums (fine groups).
-    totals = np.zeros((n_targets, n_underlyings, 2))
-    contracts = np.zeros((n_targets, n_underlyings), dtype=np.int64)
-    for position in range(n_targets):
-        member = group_member[:, position]
-        under = prepared.group_underlying[member]
-        np.add.at(totals[position], under, accumulated.group_sums[member])
-        np.add.at(contracts[position], under, accumulated.group_counts[member])
+    sums = target_sums(prepared, accumulated, target_info, order)
 
     with_rows = [index for index, name in enumerate(names) if name is not None
                  and accumulated.rows[index]]  # fmt: skip
@@ -1089,8 +972,6 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
                 "multiplier": _numpy(batch, "multiplier", np.float64),
             }
         )
-    if vol_model == "sticky_moneyness":
-        raise NotImplementedError("sticky_moneyness is not available yet")
     inputs = _ProfileInputs(
         batches=batches,
         slot_price=_readonly(np.nan_to_num(slot_price, nan=1.0)),
@@ -1109,6 +990,7 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         },
         unit_scale=unit.scale,
         unit_power=unit.price_power,
+        smile=_smiles(batches, n_slots) if vol_model == "sticky_moneyness" else None,
     )
     slot_values = inputs.run(ratios[slot_underlying]) if n_slots else np.zeros((0, ratios.shape[1]))
     profile_values = np.zeros((n_targets, n_underlyings, ratios.shape[1]))
@@ -1122,7 +1004,7 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         "levels": int(ratios.shape[1]),
         "level_range": list(grid[1]) if grid[2] is None else None,
         "vol_model": vol_model,
-        "snapshot_date": snapshot_date,
+        "snapshot_date": target_info.snapshot_date,
     }
     return _Analysis(
         engine=engine,
@@ -1131,13 +1013,12 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         targets=targets,
         slot_underlying=slot_underlying,
         slot_member=slot_member,
-        group_member=group_member,
         ratios=ratios,
         profile_values=profile_values,
-        totals=totals,
-        contracts=contracts,
-        expiry_dates=expiry_dates,
-        expiry_bucket=expiry_bucket,
+        order=order,
+        target_sums=sums,
+        expiry_dates=target_info.expiry_dates,
+        expiry_bucket=target_info.expiry_bucket,
         settings=settings,
         exact_inputs=inputs,
     )

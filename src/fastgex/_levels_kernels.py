@@ -1,13 +1,16 @@
 """Small Numba kernels for levels: crossings and extremes over per-strike segments.
 
 Each segment is one (underlying, bucket) slice of a per-strike table sorted by strike.
+:func:`moneyness_vols` moves implied vols with the spot for the sticky-moneyness
+profile.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from fastgex._jit import kernel
+from fastgex._jit import kernel, scalar_function
 
 
 @kernel(parallel=False)
@@ -110,3 +113,45 @@ def refine_brackets(lower, upper, lower_values, points, point_values):
             left_value = value
         lower[bracket] = left
         lower_values[bracket] = left_value
+
+
+@scalar_function
+def _smile_at(smile_strike, smile_vol, start, stop, strike):
+    """The smile ``smile_vol[start:stop]`` over ``smile_strike`` at ``strike``.
+
+    Linear in strike between points, flat beyond the ends.
+    """
+    if strike <= smile_strike[start]:
+        return smile_vol[start]
+    if strike >= smile_strike[stop - 1]:
+        return smile_vol[stop - 1]
+    upper = start + np.searchsorted(smile_strike[start:stop], strike)
+    lower = upper - 1
+    weight = (strike - smile_strike[lower]) / (smile_strike[upper] - smile_strike[lower])
+    return smile_vol[lower] + weight * (smile_vol[upper] - smile_vol[lower])
+
+
+@kernel
+def moneyness_vols(strike, vol, slot, slot_ratio, smile_start, smile_strike, smile_vol):
+    """Implied vols at spot ``ratio x spot`` under sticky moneyness.
+
+    Each row keeps its own vol scaled by the move of its slot's smile:
+    ``vol * smile(strike / ratio) / smile(strike)``, so the vol of a strike follows its
+    moneyness and ``ratio = 1`` gives the rows' own vols. Rows of slots without a smile,
+    or with an invalid vol, keep their vol.
+    """
+    n_rows = strike.size
+    out = np.empty(n_rows)
+    for row in numba.prange(n_rows):
+        current = slot[row]
+        start = smile_start[current]
+        stop = smile_start[current + 1]
+        own = vol[row]
+        ratio = slot_ratio[current]
+        if stop == start or not (own > 0.0) or not (ratio > 0.0):
+            out[row] = own
+            continue
+        here = _smile_at(smile_strike, smile_vol, start, stop, strike[row])
+        moved = _smile_at(smile_strike, smile_vol, start, stop, strike[row] / ratio)
+        out[row] = own * moved / here if here > 0.0 else own
+    return out

@@ -1,0 +1,236 @@
+"""Kernels that number groups and reduce group sums to buckets and views.
+
+* :func:`group_ids` - the (underlying, strike[, expiry]) group of every row, before the
+  GEX kernel sums per group.
+* :func:`order_groups` - groups ordered by underlying then strike, cut into runs of one
+  (underlying, strike).
+* :func:`target_strike_table` - per (underlying, bucket / view, strike) and per
+  (underlying, bucket / view) sums of the groups that belong to each target.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from fastgex._jit import kernel
+from fastgex._kernel_common import _neumaier_add
+
+_MIX_FIRST = numba.uint64(0xBF58476D1CE4E5B9)
+_MIX_SECOND = numba.uint64(0x94D049BB133111EB)
+_EXPIRY_MULTIPLIER = numba.uint64(0x9E3779B97F4A7C15)
+_NEGATIVE_ZERO_BITS = numba.uint64(1 << 63)
+
+
+@kernel(parallel=False)
+def group_ids(underlying_id, strike_bits, expiry, n_underlyings):
+    """Number the distinct (underlying, strike, expiry) keys of the rows by first appearance.
+
+    ``strike_bits`` is the strike column viewed as uint64 (keys compare bit for bit,
+    with -0.0 folded into 0.0); ``expiry`` is an int32 code per row, or empty for
+    groups by (underlying, strike). Each underlying gets its own open-addressing
+    table sized from its row count, so lookups for a chain grouped by underlying stay
+    in cache and no key can collide across underlyings.
+
+    Returns ``(group_id, group_underlying, group_strike_bits, group_expiry)``: the
+    int32 group of each row and, per group, its key.
+    """
+    n_rows = underlying_id.size
+    with_expiry = expiry.size == n_rows
+    counts = np.zeros(n_underlyings, dtype=np.int64)
+    for row in range(n_rows):
+        counts[underlying_id[row]] += 1
+    table_start = np.empty(n_underlyings, dtype=np.int64)
+    table_mask = np.empty(n_underlyings, dtype=np.uint64)
+    total = 0
+    for underlying in range(n_underlyings):
+        # A power of two at least 1.5 x the rows: load factor <= 2/3 in the worst case.
+        needed = counts[underlying] + (counts[underlying] >> 1) + 1
+        size = 1
+        while size < needed:
+            size <<= 1
+        table_start[underlying] = total
+        table_mask[underlying] = numba.uint64(size - 1)
+        total += size
+    table = np.full(total, -1, dtype=np.int32)
+    group_id = np.empty(n_rows, dtype=np.int32)
+    group_underlying = np.empty(n_rows, dtype=np.int64)
+    group_strike_bits = np.empty(n_rows, dtype=np.uint64)
+    group_expiry = np.empty(n_rows, dtype=np.int64)
+    n_groups = 0
+    for row in range(n_rows):
+        underlying = underlying_id[row]
+        bits = strike_bits[row]
+        if bits == _NEGATIVE_ZERO_BITS:
+            bits = numba.uint64(0)
+        expiry_code = numba.int64(expiry[row]) if with_expiry else numba.int64(0)
+        # splitmix64's finalizer: round strikes have all-zero low bits, so every bit
+        # of the key must reach the low bits the table index uses.
+        mixed = bits ^ (numba.uint64(expiry_code) * _EXPIRY_MULTIPLIER)
+        mixed = (mixed ^ (mixed >> numba.uint64(30))) * _MIX_FIRST
+        mixed = (mixed ^ (mixed >> numba.uint64(27))) * _MIX_SECOND
+        mixed ^= mixed >> numba.uint64(31)
+        mask = table_mask[underlying]
+        position = mixed & mask
+        start = table_start[underlying]
+        while True:
+            found = table[start + position]
+            if found < 0:
+                found = n_groups
+                table[start + position] = found
+                group_underlying[found] = underlying
+                group_strike_bits[found] = bits
+                group_expiry[found] = expiry_code
+                n_groups += 1
+                break
+            if (group_strike_bits[found] == bits) & (group_expiry[found] == expiry_code):
+                break
+            position = (position + numba.uint64(1)) & mask
+        group_id[row] = found
+    return (
+        group_id,
+        group_underlying[:n_groups],
+        group_strike_bits[:n_groups],
+        group_expiry[:n_groups],
+    )
+
+
+@kernel
+def order_groups(group_rank, group_strike, n_ranks):
+    """Groups by ``group_rank`` (stable), then ascending strike; runs of equal strikes.
+
+    Groups whose rank is ``n_ranks`` or more are left out. Returns ``(order,
+    run_starts)``: ``order`` lists group indices, ``run_starts[i]`` is where run ``i``
+    of one (rank, strike) starts in it, with a final entry ``order.size``.
+    """
+    n_groups = group_rank.size
+    starts = np.zeros(n_ranks + 1, dtype=np.int64)
+    for group in range(n_groups):
+        if group_rank[group] < n_ranks:
+            starts[group_rank[group] + 1] += 1
+    for rank in range(n_ranks):
+        starts[rank + 1] += starts[rank]
+    order = np.empty(starts[n_ranks], dtype=np.int64)
+    filled = starts[:-1].copy()
+    for group in range(n_groups):  # counting sort: O(groups), stable
+        rank = group_rank[group]
+        if rank < n_ranks:
+            order[filled[rank]] = group
+            filled[rank] += 1
+    new_run = np.zeros(order.size, dtype=np.bool_)
+    for rank in numba.prange(n_ranks):
+        first, stop = starts[rank], starts[rank + 1]
+        if stop > first:
+            segment = order[first:stop]
+            order[first:stop] = segment[np.argsort(group_strike[segment], kind="mergesort")]
+            new_run[first] = True
+            for position in range(first + 1, stop):
+                previous = group_strike[order[position - 1]]
+                new_run[position] = group_strike[order[position]] != previous
+    run_starts = np.empty(np.count_nonzero(new_run) + 1, dtype=np.int64)
+    run = 0
+    for position in range(order.size):
+        if new_run[position]:
+            run_starts[run] = position
+            run += 1
+    run_starts[run] = order.size
+    return order, run_starts
+
+
+@kernel
+def target_strike_table(
+    order,
+    run_starts,
+    run_rank,
+    target_bits,
+    group_sums,
+    group_quantity,
+    group_counts,
+    n_targets,
+    n_ranks,
+):
+    """Per (rank, target, strike run) sums, compensated, rows with contracts only.
+
+    ``target_bits[g]`` has bit ``t`` set when group ``g`` belongs to target ``t``;
+    ``run_rank`` (non-decreasing) is the output rank of each run's underlying. Output
+    rows are ordered by rank, target, strike and computed in that order by one thread
+    per underlying, so results do not depend on the thread count.
+
+    Returns ``(rank, target, run, values, contracts, totals, total_contracts)``: per
+    output row its rank, target and run; ``values[:, 0..5]`` call GEX, put GEX, the
+    running net GEX over ascending strikes, call OI, put OI (then unused); per (rank,
+    target) the call/put totals and contracts.
+    """
+    n_runs = run_starts.size - 1
+    # Which targets each run has counted rows in: decides every output position.
+    run_mask = np.zeros(n_runs, dtype=np.uint64)
+    for run in numba.prange(n_runs):
+        mask = numba.uint64(0)
+        for position in range(run_starts[run], run_starts[run + 1]):
+            group = order[position]
+            if group_counts[group] > 0:
+                mask |= target_bits[group]
+        run_mask[run] = mask
+    cell_rows = np.zeros((n_ranks, n_targets), dtype=np.int64)
+    rank_first = np.full(n_ranks + 1, n_runs, dtype=np.int64)
+    for run in range(n_runs - 1, -1, -1):
+        rank = run_rank[run]
+        rank_first[rank] = run
+        for target in range(n_targets):
+            cell_rows[rank, target] += (run_mask[run] >> numba.uint64(target)) & numba.uint64(1)
+    for rank in range(n_ranks - 1, -1, -1):  # ranks without runs start where the next does
+        if rank_first[rank] > rank_first[rank + 1]:
+            rank_first[rank] = rank_first[rank + 1]
+    cell_start = np.empty((n_ranks, n_targets), dtype=np.int64)
+    n_out = 0
+    for rank in range(n_ranks):
+        for target in range(n_targets):
+            cell_start[rank, target] = n_out
+            n_out += cell_rows[rank, target]
+    out_rank = np.empty(n_out, dtype=np.int64)
+    out_target = np.empty(n_out, dtype=np.int64)
+    out_run = np.empty(n_out, dtype=np.int64)
+    values = np.empty((n_out, 5))
+    contracts = np.empty(n_out, dtype=np.int64)
+    totals = np.zeros((n_ranks, n_targets, 2))
+    total_contracts = np.zeros((n_ranks, n_targets), dtype=np.int64)
+    for rank in numba.prange(n_ranks):
+        for target in range(n_targets):
+            bit = numba.uint64(1) << numba.uint64(target)
+            out = cell_start[rank, target]
+            net_total, net_correction = 0.0, 0.0
+            call_total, call_correction = 0.0, 0.0
+            put_total, put_correction = 0.0, 0.0
+            for run in range(rank_first[rank], rank_first[rank + 1]):
+                if (run_mask[run] & bit) == 0:
+                    continue
+                call, call_fix, put, put_fix = 0.0, 0.0, 0.0, 0.0
+                call_oi, put_oi = 0.0, 0.0
+                rows = 0
+                for position in range(run_starts[run], run_starts[run + 1]):
+                    group = order[position]
+                    if target_bits[group] & bit:
+                        call, call_fix = _neumaier_add(call, call_fix, group_sums[group, 0])
+                        put, put_fix = _neumaier_add(put, put_fix, group_sums[group, 1])
+                        call_oi += group_quantity[group, 0]
+                        put_oi += group_quantity[group, 1]
+                        rows += group_counts[group]
+                call += call_fix
+                put += put_fix
+                net_total, net_correction = _neumaier_add(net_total, net_correction, call + put)
+                call_total, call_correction = _neumaier_add(call_total, call_correction, call)
+                put_total, put_correction = _neumaier_add(put_total, put_correction, put)
+                out_rank[out] = rank
+                out_target[out] = target
+                out_run[out] = run
+                values[out, 0] = call
+                values[out, 1] = put
+                values[out, 2] = net_total + net_correction
+                values[out, 3] = call_oi
+                values[out, 4] = put_oi
+                contracts[out] = rows
+                total_contracts[rank, target] += rows
+                out += 1
+            totals[rank, target, 0] = call_total + call_correction
+            totals[rank, target, 1] = put_total + put_correction
+    return out_rank, out_target, out_run, values, contracts, totals, total_contracts

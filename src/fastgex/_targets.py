@@ -1,0 +1,277 @@
+"""Expiry buckets and views as aggregation targets of one GEX pass.
+
+A *target* is a view (``all``, ``ex_next_expiry``, ``ex_next_monthly``) or a bucket
+(``0dte``, ``weekly``, ...). Membership is decided once per (underlying, expiry) pair,
+never per row; every per-target total and per-strike table is then a reduction of the
+GEX kernel's (underlying, strike, expiry) group sums
+(:func:`fastgex._group_kernels.target_strike_sums`). Used by :func:`fastgex.gex` (``buckets=``,
+``views=``) and by :func:`fastgex.levels` / :func:`fastgex.profile`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fastgex import _group_kernels
+from fastgex._errors import ChainError
+from fastgex._timing import _local_dates
+from fastgex.buckets import VIEWS, bucket_names, expiry_buckets, is_standard_monthly
+
+BY_STRIKE_BUCKET_SCHEMA = pa.schema(
+    [
+        ("underlying", pa.string()),
+        ("bucket", pa.string()),
+        ("strike", pa.float64()),
+        ("call_gex", pa.float64()),
+        ("put_gex", pa.float64()),
+        ("net_gex", pa.float64()),
+        ("cumulative_net_gex", pa.float64()),
+        ("call_open_interest", pa.float64()),
+        ("put_open_interest", pa.float64()),
+        ("contracts", pa.int64()),
+    ]
+)
+
+_NEVER = np.iinfo(np.int64).max
+
+
+@dataclass
+class Targets:
+    """Views then buckets, and what decides which (underlying, expiry) pairs belong to each."""
+
+    names: list[str]
+    expiry_dates: list[dt.date | None]  # per expiry code; the last code has no date
+    expiry_bucket: list[str | None]  # bucket name per expiry code (None: no buckets)
+    snapshot_date: dt.date | None
+    ordinals: np.ndarray  # per expiry code (+1 for "no expiration"): proleptic ordinal or -1
+    monthly: np.ndarray  # per expiry code: a standard monthly (third Friday) expiry
+    settled: np.ndarray  # per expiry code: settled at the snapshot
+    expiry_label: np.ndarray  # per expiry code: index into label_codes, -1 for none
+    label_codes: dict[str | None, int]
+
+    @property
+    def n_expiries(self) -> int:
+        """Expiry codes, the last one meaning "no expiration"."""
+        return len(self.expiry_dates) + 1
+
+    def members(self, pair_underlying: np.ndarray, pair_expiry: np.ndarray) -> np.ndarray:
+        """``(pairs, targets)`` membership of (underlying, expiry code) pairs.
+
+        The "next" expiry of a view is per underlying, among the pairs given: the
+        earliest one not yet settled at the snapshot.
+        """
+        member = np.zeros((pair_underlying.size, len(self.names)), dtype=np.bool_)
+        days = self.ordinals[pair_expiry]
+        anything = np.ones(self.ordinals.size, dtype=np.bool_)
+        n_underlyings = int(pair_underlying.max()) + 1 if pair_underlying.size else 0
+        snapshot_ordinal = self.snapshot_date.toordinal() if self.snapshot_date else 0
+        for position, target in enumerate(self.names):
+            if target == "all":
+                member[:, position] = True
+            elif target in VIEWS:
+                eligible = anything if target == "ex_next_expiry" else self.monthly
+                usable = (
+                    eligible[pair_expiry] & (days >= snapshot_ordinal) & ~self.settled[pair_expiry]
+                )
+                excluded = np.full(n_underlyings, _NEVER, dtype=np.int64)
+                np.minimum.at(excluded, pair_underlying[usable], days[usable])
+                member[:, position] = days != excluded[pair_underlying]
+            else:
+                code = self.label_codes.get(target, -2)
+                member[:, position] = self.expiry_label[pair_expiry] == code
+        return member
+
+    def group_bits(self, group_underlying: np.ndarray, group_expiry: np.ndarray) -> np.ndarray:
+        """Membership of each (underlying, strike, expiry) group as a uint64 bit mask.
+
+        Decided on the distinct (underlying, expiry) pairs (a dense table when small),
+        then gathered per group.
+        """
+        n_expiries = self.n_expiries
+        keys = group_underlying.astype(np.int64) * n_expiries + group_expiry
+        n_underlyings = int(group_underlying.max()) + 1 if group_underlying.size else 0
+        cells = n_underlyings * n_expiries
+        if cells <= _DENSE_PAIRS:
+            present = np.zeros(cells, dtype=np.bool_)
+            present[keys] = True
+            pairs = np.flatnonzero(present)
+            where = np.zeros(cells, dtype=np.int64)
+            where[pairs] = np.arange(pairs.size)
+            pair_of_group = where[keys]
+        else:
+            pairs, pair_of_group = np.unique(keys, return_inverse=True)
+        member = self.members(pairs // n_expiries, pairs % n_expiries)
+        weights = np.left_shift(np.uint64(1), np.arange(len(self.names), dtype=np.uint64))
+        pair_bits = (member.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+        return pair_bits[pair_of_group]
+
+
+#: Largest (underlyings x expiries) table used to find the distinct pairs without sorting.
+_DENSE_PAIRS = 1 << 24
+#: Targets are bits of a uint64 mask.
+MAX_TARGETS = 64
+
+
+def resolve_targets(prepared: Any, work: pa.Table, buckets: Any, views: Sequence[str]) -> Targets:
+    """Targets for a prepared chain: the views, then the buckets present (spec order).
+
+    Raises
+    ------
+    fastgex.ChainError
+        Buckets or ex-next views on a chain without expiration dates or one snapshot time.
+    ValueError
+        An unknown view, or more than 64 targets.
+    """
+    views = list(dict.fromkeys(views))
+    unknown = [view for view in views if view not in VIEWS]
+    if unknown:
+        raise ValueError(f"unknown views {unknown}; choose from {list(VIEWS)}")
+    dated = prepared.expiry_instants is not None and "expiry" in work.column_names
+    needs_dates = buckets is not None or any(view != "all" for view in views)
+    if needs_dates and not dated:
+        raise ChainError(
+            "expiry buckets and the ex-next-expiry views need expiration dates: give an "
+            "'expiration' column (with a snapshot time), not only 'time_to_expiry'"
+        )
+    snapshot_date = None
+    expiry_dates: list[dt.date | None] = []
+    expiry_bucket: list[str | None] = []
+    settled = np.zeros(1, dtype=np.bool_)
+    if dated:
+        expiry_dates = list(_local_dates(prepared.expiry_instants, prepared.zone).astype(object))
+        settled = np.zeros(len(expiry_dates) + 1, dtype=np.bool_)
+        if needs_dates and work.num_rows:  # an empty chain has no expiries to tag
+            instant = snapshot_instant(prepared)
+            snapshot_date = instant.astimezone(prepared.zone).date()
+            # After the close on an expiry day, that day's expiry is no longer "next".
+            settled[:-1] = prepared.expiry_instants <= int(instant.timestamp() * 1e9)
+        if buckets is not None and snapshot_date is not None:
+            expiry_bucket = list(expiry_buckets(expiry_dates, snapshot_date, buckets))
+        else:
+            expiry_bucket = [None] * len(expiry_dates)
+    names = list(views)
+    if buckets is not None:
+        known = bucket_names(buckets)
+        present = {name for name in expiry_bucket if name is not None and name != "expired"}
+        if known is None:
+            bucket_targets = sorted(present)
+        else:
+            bucket_targets = [name for name in known if name in present]
+        names.extend(name for name in bucket_targets if name not in names)
+    if len(names) > MAX_TARGETS:
+        raise ValueError(f"at most {MAX_TARGETS} buckets and views, not {len(names)}")
+    label_codes = {name: code for code, name in enumerate(dict.fromkeys(expiry_bucket))}
+    return Targets(
+        names=names,
+        expiry_dates=expiry_dates,
+        expiry_bucket=expiry_bucket,
+        snapshot_date=snapshot_date,
+        ordinals=np.array(
+            [day.toordinal() if day is not None else -1 for day in expiry_dates] + [-1],
+            dtype=np.int64,
+        ),
+        monthly=np.array(
+            [day is not None and is_standard_monthly(day) for day in expiry_dates] + [False]
+        ),
+        settled=settled,
+        expiry_label=np.array([label_codes[name] for name in expiry_bucket] + [-1], dtype=np.int64),
+        label_codes=label_codes,
+    )
+
+
+def snapshot_instant(prepared: Any) -> dt.datetime:
+    """The chain's one snapshot time (aware)."""
+    if prepared.snapshot is not None:
+        return prepared.snapshot
+    source = prepared.source
+    if "snapshot_time" in source.column_names:
+        column = source.column("snapshot_time")
+        if pa.types.is_timestamp(column.type) and column.null_count == 0 and len(column):
+            low, high = pc.min_max(column).values()
+            if low.as_py() == high.as_py():
+                value = low.as_py()
+                if value.tzinfo is None:
+                    value = value.replace(tzinfo=prepared.zone)
+                return value
+    raise ChainError(
+        "expiry buckets and views need one snapshot time for the chain: pass snapshot_time="
+    )
+
+
+def underlying_ranks(names: Sequence[str | None], order: Sequence[int]) -> np.ndarray:
+    """Rank of each underlying id in ``order``; ids not in it rank past the end."""
+    rank = np.full(len(names), len(order), dtype=np.int64)
+    rank[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+    return rank
+
+
+@dataclass
+class TargetSums:
+    """Per-target totals and the per-(underlying, target, strike) table."""
+
+    totals: np.ndarray  # (len(order), targets, 2): call / put GEX per reported underlying
+    contracts: np.ndarray  # (len(order), targets)
+    strike_table: pa.Table  # BY_STRIKE_BUCKET_SCHEMA, ordered underlying, target, strike
+
+
+def target_sums(
+    prepared: Any,
+    accumulated: Any,
+    targets: Targets,
+    order: Sequence[int],
+) -> TargetSums:
+    """Reduce the (underlying, strike, expiry) group sums to every target.
+
+    ``order`` lists the underlying ids to report, in output order; totals are indexed
+    by position in it.
+    """
+    group_underlying = prepared.group_underlying
+    group_expiry = prepared.group_expiry
+    if group_expiry is None:  # chains without dates: every group has "no expiration"
+        group_expiry = np.full(group_underlying.size, targets.n_expiries - 1, dtype=np.int64)
+    bits = targets.group_bits(group_underlying, group_expiry)
+    rank = underlying_ranks(prepared.names, order)
+    group_rank = rank[group_underlying]
+    group_order, run_starts = _group_kernels.order_groups(
+        group_rank, prepared.group_strike, len(order)
+    )
+    run_groups = group_order[run_starts[:-1]]
+    out_rank, out_target, out_run, values, contracts, totals, total_contracts = (
+        _group_kernels.target_strike_table(
+            group_order,
+            run_starts,
+            group_rank[run_groups],
+            bits,
+            accumulated.group_sums,
+            accumulated.group_quantity,
+            accumulated.group_counts,
+            len(targets.names),
+            len(order),
+        )
+    )
+    ordered = np.asarray(order, dtype=np.int64)
+    table = pa.table(
+        {
+            "underlying": pc.take(
+                pa.array(prepared.names, pa.string()), pa.array(ordered[out_rank])
+            ),
+            "bucket": pc.take(pa.array(targets.names, pa.string()), pa.array(out_target)),
+            "strike": prepared.group_strike[run_groups[out_run]],
+            "call_gex": values[:, 0],
+            "put_gex": values[:, 1],
+            "net_gex": values[:, 0] + values[:, 1],
+            "cumulative_net_gex": values[:, 2],
+            "call_open_interest": values[:, 3],
+            "put_open_interest": values[:, 4],
+            "contracts": contracts,
+        },
+        schema=BY_STRIKE_BUCKET_SCHEMA,
+    )
+    return TargetSums(totals=totals, contracts=total_contracts, strike_table=table)

@@ -1,0 +1,242 @@
+"""Group numbering, ordering and bucket/view reductions against pure-Python references.
+
+* :func:`fastgex._group_kernels.group_ids` vs a dict keyed by (underlying, strike,
+  expiry) numbered by first appearance (exact).
+* :func:`fastgex._group_kernels.order_groups` vs Python's sort (exact).
+* ``gex(buckets=..., views=...)`` vs pandas group-bys of the per-contract GEX with each
+  row's bucket decided by :func:`fastgex.buckets.expiry_buckets` (sums to ``1e-12`` of
+  the sum of absolute values: the same numbers added in another order).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastgex
+from fastgex import _group_kernels
+from fastgex.buckets import DEFAULT_BUCKETS, expiry_buckets
+from fastgex.sample import sample_chain, sample_market
+
+NEW_YORK = ZoneInfo("America/New_York")
+fixed = settings(derandomize=True, database=None, deadline=None, max_examples=40)
+
+
+def _reference_ids(underlying, strike, expiry):
+    seen: dict[tuple, int] = {}
+    ids = []
+    for key in zip(underlying.tolist(), (strike + 0.0).tolist(), expiry.tolist(), strict=True):
+        ids.append(seen.setdefault(key, len(seen)))
+    return np.array(ids), list(seen)
+
+
+@fixed
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.sampled_from([0.0, -0.0, 1.0, 2.5, 100.0, 4700.0, 1e-300, 3e9]),
+            st.integers(0, 4),
+        ),
+        max_size=300,
+    ),
+    st.booleans(),
+)
+def test_group_ids_match_first_appearance_numbering(rows, with_expiry):
+    underlying = np.array([row[0] for row in rows], dtype=np.int32)
+    strike = np.array([row[1] for row in rows], dtype=np.float64)
+    expiry = np.array([row[2] if with_expiry else 0 for row in rows], dtype=np.int32)
+    ids, underlyings, strike_bits, expiries = _group_kernels.group_ids(
+        underlying, strike.view(np.uint64), expiry if with_expiry else expiry[:0], 4
+    )
+    expected_ids, keys = _reference_ids(underlying, strike, expiry)
+    np.testing.assert_array_equal(ids, expected_ids)
+    assert list(zip(underlyings.tolist(), strike_bits.view(np.float64).tolist(),
+                    expiries.tolist(), strict=True)) == keys  # fmt: skip
+
+
+def test_group_ids_keep_nan_strikes_apart_from_numbers():
+    strike = np.array([np.nan, 1.0, np.nan, 1.0])
+    ids, _, bits, _ = _group_kernels.group_ids(
+        np.zeros(4, np.int32), strike.view(np.uint64), np.empty(0, np.int32), 1
+    )
+    assert ids.tolist() == [0, 1, 0, 1]
+    assert np.isnan(bits.view(np.float64)[0])
+
+
+def test_group_ids_many_round_strikes_in_one_underlying():
+    """Round strikes have all-zero low mantissa bits: the hash must still spread them."""
+    strike = np.repeat(np.arange(1.0, 20001.0) * 5.0, 2)
+    ids, _, bits, _ = _group_kernels.group_ids(
+        np.zeros(strike.size, np.int32), strike.view(np.uint64), np.empty(0, np.int32), 1
+    )
+    np.testing.assert_array_equal(ids, np.repeat(np.arange(20000), 2))
+    np.testing.assert_array_equal(bits.view(np.float64), strike[::2])
+
+
+@fixed
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.sampled_from([1.0, 2.0, 3.0, 10.0])), max_size=80),
+    st.integers(0, 6),
+)
+def test_order_groups_sorts_by_rank_then_strike(groups, n_ranks):
+    rank = np.array([group[0] for group in groups], dtype=np.int64)
+    strike = np.array([group[1] for group in groups])
+    order, run_starts = _group_kernels.order_groups(rank, strike, n_ranks)
+    kept = [index for index in range(len(groups)) if rank[index] < n_ranks]
+    expected = sorted(kept, key=lambda index: (rank[index], strike[index], index))
+    assert order.tolist() == expected
+    keys = [(rank[index], strike[index]) for index in expected]
+    starts = [position for position in range(len(keys)) if position == 0
+              or keys[position] != keys[position - 1]]  # fmt: skip
+    assert run_starts.tolist() == [*starts, len(keys)]
+
+
+# --------------------------------------------------------------------------- gex(buckets=)
+
+
+@pytest.fixture(scope="module")
+def chain() -> pa.Table:
+    return sample_chain("SPX", 4700.0, seed=3)
+
+
+def _labelled_contracts(table: pa.Table, buckets="default") -> pd.DataFrame:
+    """Per-contract GEX of the rows that count, with each row's bucket."""
+    result = fastgex.gex(table, per_contract=True)
+    frame = result.per_contract.to_pandas()
+    frame = frame[frame["drop_reason"].isna()].copy()
+    snapshot = table.column("snapshot_time")[0].as_py().astimezone(NEW_YORK)
+    dates = sorted(set(frame["expiration"]))
+    names = dict(zip(dates, expiry_buckets(dates, snapshot.date(), buckets), strict=True))
+    frame["bucket"] = frame["expiration"].map(names)
+    frame["call_gex"] = np.where(frame["option_type"] == "C", frame["gex"], 0.0)
+    frame["put_gex"] = np.where(frame["option_type"] == "C", 0.0, frame["gex"])
+    return frame
+
+
+def test_gex_buckets_match_pandas(chain):
+    result = fastgex.gex(chain, buckets="default")
+    frame = _labelled_contracts(chain)
+    scale = 1e-12 * float(np.abs(frame["gex"]).sum())
+    by_bucket = result.by_bucket.to_pandas().set_index(["underlying", "bucket"])
+    assert list(by_bucket.index.get_level_values("bucket")) == [
+        "all",
+        *[name for name in DEFAULT_BUCKETS if name in set(frame["bucket"])],
+    ]
+    expected = frame.groupby("bucket")[["call_gex", "put_gex"]].sum()
+    for name, row in expected.iterrows():
+        got = by_bucket.loc[("SPX", name)]
+        assert abs(got["call_gex"] - row["call_gex"]) <= scale
+        assert abs(got["put_gex"] - row["put_gex"]) <= scale
+        assert got["contracts"] == int((frame["bucket"] == name).sum())
+    total = by_bucket.loc[("SPX", "all")]
+    assert abs(total["total_gex"] - result.total("SPX")) <= scale
+    assert total["contracts"] == len(frame)
+    # per (bucket, strike)
+    strikes = result.by_strike_bucket.to_pandas()
+    expected_strikes = frame.groupby(["bucket", "strike"])[["call_gex", "put_gex"]].sum()
+    got = strikes[strikes["bucket"] != "all"].set_index(["bucket", "strike"]).sort_index()
+    assert list(got.index) == list(expected_strikes.index)
+    np.testing.assert_allclose(got["call_gex"], expected_strikes["call_gex"], rtol=0, atol=scale)
+    np.testing.assert_allclose(got["put_gex"], expected_strikes["put_gex"], rtol=0, atol=scale)
+    for _, part in strikes.groupby("bucket", sort=False):
+        assert part["strike"].is_monotonic_increasing
+        np.testing.assert_allclose(
+            part["cumulative_net_gex"], np.cumsum(part["net_gex"]), rtol=0, atol=scale
+        )
+
+
+def test_gex_buckets_keep_the_plain_strike_table(chain):
+    plain = fastgex.gex(chain)
+    bucketed = fastgex.gex(chain, buckets="default", views=("ex_next_expiry",))
+    assert bucketed.by_strike.schema == plain.by_strike.schema
+    assert bucketed.by_strike.column("strike").equals(plain.by_strike.column("strike"))
+    scale = 1e-12 * float(np.abs(plain.by_strike.column("net_gex").to_numpy()).sum())
+    np.testing.assert_allclose(
+        bucketed.by_strike.column("net_gex").to_numpy(),
+        plain.by_strike.column("net_gex").to_numpy(),
+        rtol=0,
+        atol=scale,
+    )
+    assert bucketed.by_underlying.equals(plain.by_underlying)
+    assert "all" not in bucketed.by_bucket.column("bucket").to_pylist()
+    assert plain.by_bucket is None and plain.by_strike_bucket is None
+
+
+def test_gex_views_match_levels(chain):
+    views = ("all", "ex_next_expiry", "ex_next_monthly")
+    result = fastgex.gex(chain, buckets="default", views=views)
+    levels = fastgex.levels(chain, buckets="default", views=views)
+    ours = result.by_bucket.to_pandas().set_index("bucket")
+    theirs = levels.levels.to_pandas().set_index("bucket")
+    for name in ours.index:
+        assert ours.loc[name, "total_gex"] == pytest.approx(theirs.loc[name, "total_gex"], 1e-12)
+        assert ours.loc[name, "contracts"] == theirs.loc[name, "contracts"]
+    assert result.by_strike_bucket.equals(levels.by_strike)
+
+
+def test_gex_buckets_on_the_whole_market_match_per_underlying_runs():
+    market = sample_market(20_000, n_underlyings=12, seed=5)
+    whole = fastgex.gex(market, buckets="default")
+    for name in ("SPX", whole.by_underlying.column("underlying")[-1].as_py()):
+        alone = fastgex.gex(market.filter(pc.equal(market.column("underlying"), name)),
+                            buckets="default")  # fmt: skip
+        mine = whole.by_bucket.filter(pc.equal(whole.by_bucket.column("underlying"), name))
+        assert mine.column("bucket").equals(alone.by_bucket.column("bucket"))
+        np.testing.assert_allclose(
+            mine.column("total_gex").to_numpy(),
+            alone.by_bucket.column("total_gex").to_numpy(),
+            rtol=1e-12,
+        )
+
+
+def test_gex_buckets_need_dates(chain):
+    only_time = chain.drop_columns(["expiration"]).append_column(
+        "time_to_expiry", pa.array(np.full(chain.num_rows, 0.1))
+    )
+    with pytest.raises(fastgex.ChainError, match="expiration dates"):
+        fastgex.gex(only_time, buckets="default")
+    # the "all" view alone needs no dates
+    result = fastgex.gex(only_time, views=("all",))
+    assert result.by_bucket.column("total_gex")[0].as_py() == pytest.approx(
+        result.total("SPX"), rel=1e-12
+    )
+
+
+def test_gex_unknown_view_is_a_clear_error(chain):
+    with pytest.raises(ValueError, match="unknown views"):
+        fastgex.gex(chain, views=("next_week",))
+
+
+def test_gex_user_edge_buckets(chain):
+    result = fastgex.gex(chain, buckets={"near": 30, "far": 3650})
+    frame = _labelled_contracts(chain, {"near": 30, "far": 3650})
+    got = result.by_bucket.to_pandas().set_index("bucket")["contracts"]
+    expected = frame.groupby("bucket").size()
+    for name, count in expected.items():
+        assert got[name] == count
+    assert got["all"] == len(frame)
+
+
+def test_empty_chain_with_buckets(chain):
+    result = fastgex.gex(chain.slice(0, 0), buckets="default")
+    assert result.by_bucket.num_rows == 0
+    assert result.by_strike_bucket.num_rows == 0
+
+
+def test_snapshot_is_after_some_expiries(chain):
+    """Expired rows are dropped and counted; they belong to no bucket."""
+    later = dt.datetime(2024, 1, 10, 17, 0, tzinfo=NEW_YORK)
+    result = fastgex.gex(chain, buckets="default", snapshot_time=later)
+    assert result.dropped_count > 0
+    buckets = result.by_bucket.to_pandas().set_index("bucket")
+    assert buckets.loc["all", "contracts"] == chain.num_rows - result.dropped_count
+    assert "expired" not in buckets.index
