@@ -14,7 +14,7 @@ import pytest
 from conftest import best_of, kernel_inputs, record
 from fastgex import _kernels, _profile_kernel
 from fastgex._gex import _engine, _run, gex
-from fastgex._levels import levels
+from fastgex._levels import levels, profile
 from fastgex.reference import gex_pandas_scipy
 from fastgex.sample import sample_chain, sample_market
 
@@ -93,6 +93,29 @@ def _script_profile(frame: pd.DataFrame, spot: float, ratios: np.ndarray) -> np.
     for ratio in ratios:
         totals.append(gex_pandas_scipy(frame, spot * ratio).attrs["total"])
     return np.array(totals)
+
+
+def test_sticky_moneyness_profile(benchmark):
+    """The profile under sticky moneyness vs sticky strike, same chain and grid.
+
+    Sticky moneyness recomputes every contract's vol (a smile lookup) and the row
+    constants at each level: one kernel pass per level. Reported, no target.
+    """
+    market = sample_market(300_000, seed=2)
+    sticky_strike = best_of(lambda: profile(market), repeat=3)
+    profile(market, vol_model="sticky_moneyness")
+    benchmark.pedantic(
+        lambda: profile(market, vol_model="sticky_moneyness"), rounds=3, iterations=1
+    )
+    moving = benchmark.stats.stats.min
+    evaluations = market.num_rows * 60
+    record(
+        "profile, sticky moneyness vs sticky strike (300k-contract market, 60 levels)",
+        sticky_strike_seconds=sticky_strike,
+        sticky_moneyness_seconds=moving,
+        sticky_moneyness_evals_per_second=evaluations / moving,
+        slowdown=moving / sticky_strike,
+    )
 
 
 def test_profile_vs_pandas_script(benchmark):
