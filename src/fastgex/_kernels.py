@@ -3,6 +3,8 @@
 * :mod:`fastgex._gex_kernel` - the fused per-contract GEX kernel (validation, gamma,
   signed exposure, per-underlying sums). :func:`gex_kernel` returns it for a
   :class:`~fastgex._kernel_common.KernelConfig`.
+* :mod:`fastgex._group_kernels` - group ids per (underlying, strike[, expiry]) and
+  their reduction to expiry buckets / views.
 * :func:`segmented_cumsum` - cumulative net GEX over ascending strikes.
 * :func:`gamma_kernel` - per-contract gamma for the per-contract table.
 * The scalar formulas are in :mod:`fastgex._formulas`, exp/log in
