@@ -186,9 +186,9 @@ def _check_finite(prepared, accumulated) -> None:
         bad_underlyings = ~np.isfinite(accumulated.sums).all(axis=1)
         # all() over the whole array first: a per-row all(axis=1) is slow on many groups.
         group_sums = accumulated.group_sums
-        if group_sums is not None and not np.isfinite(group_sums).all():
-            bad_groups = ~np.isfinite(accumulated.group_sums).all(axis=1)
-            bad_underlyings[prepared.group_underlying[bad_groups]] = True
+        finite = np.isfinite(group_sums) if group_sums is not None else None
+        if finite is not None and not finite.all():
+            bad_underlyings[prepared.group_underlying[~finite.all(axis=1)]] = True
     if bad_underlyings.any():
         names = [prepared.names[index] for index in np.flatnonzero(bad_underlyings)]
         raise ChainError(
@@ -422,12 +422,19 @@ def _engine(
     return _Engine(result, prepared, accumulated, config, min_time_to_expiry)
 
 
+def reported_underlyings(names: list[str | None], rows: np.ndarray) -> list[int]:
+    """Ids of the named underlyings with rows (valid or not), ordered by name.
+
+    The order of ``by_underlying`` and of every per-underlying table built beside it.
+    """
+    real = [index for index, name in enumerate(names) if name is not None and rows[index]]
+    return sorted(real, key=lambda index: names[index])
+
+
 def _add_targets(result, prepared, accumulated, buckets, views, by_strike) -> GexResult:
     """``result`` with ``by_bucket`` / ``by_strike_bucket`` (and ``by_strike``) from groups."""
     targets = resolve_targets(prepared, accumulated.work, buckets, views)
-    names = result.by_underlying.column("underlying").to_pylist()
-    index_of = {name: index for index, name in enumerate(prepared.names) if name is not None}
-    order = [index_of[name] for name in names]
+    order = reported_underlyings(prepared.names, accumulated.rows)
     sums = target_sums(prepared, accumulated, targets, order)
     position, target = np.nonzero(sums.contracts)  # (underlying, target) order
     calls = sums.totals[position, target, 0]
@@ -996,10 +1003,7 @@ def _assemble(
     settings,
 ) -> GexResult:
     names = prepared.names
-    real = [
-        index for index, name in enumerate(names) if name is not None and accumulated.rows[index]
-    ]
-    real.sort(key=lambda index: names[index])
+    real = reported_underlyings(names, accumulated.rows)
     dropped_per = accumulated.drops.sum(axis=1)
     sums = accumulated.sums
     by_underlying = pa.table(

@@ -157,9 +157,9 @@ def target_strike_table(
     per underlying, so results do not depend on the thread count.
 
     Returns ``(rank, target, run, values, contracts, totals, total_contracts)``: per
-    output row its rank, target and run; ``values[:, 0..5]`` call GEX, put GEX, the
-    running net GEX over ascending strikes, call OI, put OI (then unused); per (rank,
-    target) the call/put totals and contracts.
+    output row its rank, target and run; ``values[:, 0..4]`` call GEX, put GEX, the
+    running net GEX over ascending strikes, call OI, put OI; per (rank, target) the
+    call/put totals and contracts.
     """
     n_runs = run_starts.size - 1
     # Which targets each run has counted rows in: decides every output position.

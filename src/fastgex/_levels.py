@@ -27,7 +27,15 @@ import pyarrow.compute as pc
 
 from fastgex import _kernels, _levels_kernels, _profile_kernel
 from fastgex._errors import ChainError
-from fastgex._gex import GexResult, _engine, _jsonable, _numpy, _readonly
+from fastgex._gex import (
+    GexResult,
+    _column_numpy,
+    _engine,
+    _jsonable,
+    _numpy,
+    _readonly,
+    reported_underlyings,
+)
 from fastgex._targets import TargetSums, resolve_targets, target_sums
 from fastgex.buckets import VIEWS
 from fastgex.conventions import GammaSource, parse_gamma_source
@@ -745,7 +753,7 @@ class _ProfileInputs:
         return np.concatenate(columns, axis=1) if columns else self._run(slot_ratios, None)
 
     def _vols(self, batch: dict[str, np.ndarray], slot_ratio: np.ndarray | None) -> np.ndarray:
-        if slot_ratio is None or self.smile is None:
+        if slot_ratio is None:  # sticky strike
             return batch["vol"]
         start, strikes, vols = self.smile
         return _levels_kernels.moneyness_vols(
@@ -907,16 +915,9 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
     dated = prepared.expiry_instants is not None and "expiry" in work.column_names
 
     # Slots for the profile: (underlying, expiry) pairs, numbered underlying-major.
-    uid_all = np.concatenate(
-        [_numpy(batch, "uid", np.int32) for batch in work.to_batches()]
-    ) if work.num_rows else np.empty(0, np.int32)  # fmt: skip
+    uid_all = _column_numpy(work, "uid", np.int32, 0)
     if dated:
-        expiry_all = np.asarray(
-            pc.fill_null(work.column("expiry"), n_expiries - 1)
-            .combine_chunks()
-            .to_numpy(zero_copy_only=False),
-            dtype=np.int64,
-        )
+        expiry_all = _column_numpy(work, "expiry", np.int64, n_expiries - 1)
     else:
         expiry_all = np.full(uid_all.size, n_expiries - 1, dtype=np.int64)
     pair_key = uid_all.astype(np.int64) * n_expiries + expiry_all
@@ -931,10 +932,7 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
     n_slots = slot_keys.size
 
     slot_member = target_info.members(slot_underlying, slot_expiry)
-    order = sorted(
-        (index for index, name in enumerate(names) if name is not None and accumulated.rows[index]),
-        key=lambda index: names[index],
-    )
+    order = reported_underlyings(names, accumulated.rows)
     sums = target_sums(prepared, accumulated, target_info, order)
 
     with_rows = [index for index, name in enumerate(names) if name is not None
