@@ -478,3 +478,86 @@ def test_raw_kernels_count_invalid_rows():
     assert invalid == 4
     assert total == out[0] and math.isfinite(total)
     assert np.isnan(out[1:]).all()
+
+
+# ---- Python interchange: Arrow PyCapsule objects in, Arrow tables out --------------------
+
+
+class _StreamOnly:
+    """Exposes nothing but ``__arrow_c_stream__`` (like a nanoarrow stream)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._table = table
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return self._table.__arrow_c_stream__(requested_schema)
+
+
+class _ArrayOnly:
+    """Exposes nothing but ``__arrow_c_array__`` (one record batch)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._batch = table.combine_chunks().to_batches()[0]
+
+    def __arrow_c_array__(self, requested_schema=None):
+        return self._batch.__arrow_c_array__(requested_schema)
+
+
+@pytest.fixture(scope="module")
+def interchange_chain() -> pa.Table:
+    from fastgex.sample import sample_chain
+
+    return sample_chain(underlying="SPX", spot=4700.0, seed=5)
+
+
+def _sources(table: pa.Table) -> dict:
+    import duckdb
+    import polars as pl
+
+    return {
+        "polars": pl.from_arrow(table),
+        "duckdb": duckdb.from_arrow(table),
+        "reader": table.to_reader(),
+        "stream_only": _StreamOnly(table),
+        "array_only": _ArrayOnly(table),
+    }
+
+
+def test_gex_levels_profile_accept_arrow_capsule_objects(interchange_chain):
+    expected_gex = fastgex.gex(interchange_chain)
+    expected_levels = fastgex.levels(interchange_chain, n_levels=11)
+    expected_profile = fastgex.profile(interchange_chain, n_levels=11)
+    for name, source in _sources(interchange_chain).items():
+        got = fastgex.gex(source)
+        assert got.by_underlying.equals(expected_gex.by_underlying), name
+        assert got.by_strike.equals(expected_gex.by_strike), name
+    for name, source in _sources(interchange_chain).items():
+        assert fastgex.levels(source, n_levels=11).levels.equals(expected_levels.levels), name
+    for name, source in _sources(interchange_chain).items():
+        got_profile = fastgex.profile(source, n_levels=11)
+        assert got_profile.table.equals(expected_profile.table), name
+
+
+def test_spot_as_a_polars_frame(interchange_chain):
+    import polars as pl
+
+    spots = pl.DataFrame({"underlying": ["SPX"], "spot": [4650.0]})
+    got = fastgex.gex(interchange_chain, spot=spots).total("SPX")
+    assert got == fastgex.gex(interchange_chain, spot=4650.0).total("SPX")
+
+
+def test_results_export_through_the_capsule_interface(interchange_chain):
+    import duckdb
+    import polars as pl
+
+    result = fastgex.gex(interchange_chain)
+    levels = fastgex.levels(interchange_chain, n_levels=11)
+    for table in (result.by_underlying, result.by_strike, result.dropped, levels.levels):
+        assert hasattr(table, "__arrow_c_stream__")
+        assert pa.RecordBatchReader.from_stream(table).read_all().equals(table)
+    frame = pl.DataFrame(result.by_strike)  # polars reads __arrow_c_stream__
+    assert frame["net_gex"].to_list() == result.by_strike.column("net_gex").to_pylist()
+    connection = duckdb.connect()
+    connection.register("by_underlying", result.by_underlying)
+    (total,) = connection.execute("select sum(total_gex) from by_underlying").fetchone()
+    assert total == pytest.approx(result.total(), rel=1e-12)
