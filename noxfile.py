@@ -1,4 +1,4 @@
-"""Sessions: tests (default), lint, docs (default), bench (benchmarks, on demand)."""
+"""Sessions: tests (default), lint, docs (default), bench (benchmarks, on demand), capi."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
     )
+
+
+@nox.session
+def capi(session: nox.Session) -> None:
+    """Build libfastgex from the installed package and run the C ABI tests (also in tests)."""
+    session.install(".[test]")
+    session.run("pytest", "-q", "tests/test_capi.py", *session.posargs)
 
 
 @nox.session

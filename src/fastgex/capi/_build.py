@@ -198,7 +198,7 @@ def build(
         Output prefix: ``lib/``, ``include/`` and ``build/`` (the generated C) are
         created under it.
     paths : list of str, optional
-        Directories the embedded interpreter adds with :func:`site.addsitedir`.
+        Directories the embedded interpreter adds with ``site.addsitedir``.
         Default: this interpreter's site-packages and the directory holding fastgex.
         ``FASTGEX_PYTHONPATH`` (``os.pathsep``-separated) replaces them at run time.
     numba_cache_dir : str, optional
