@@ -1,0 +1,397 @@
+"""The fused per-contract greeks kernel (CPU): validation, price and nine greeks in one pass.
+
+Its compile-time switches are the globals below (Numba freezes module globals as
+constants, so each ``if BLACK76:`` disappears at compile time). The default
+configuration is this module; the others are copies of this file with the switch
+lines rewritten (:func:`fastgex._greeks_kernel_variants.greeks_kernel`), ordinary
+files that Numba's disk cache can hold.
+
+Layout of the hot loop (why it looks the way it does):
+
+* Rows are split in strips of ``STRIP_ROWS`` (the parallel unit). A strip is cut in
+  runs of one underlying; each run is one flat, branch-free loop with that
+  underlying's spot / rate / dividend yield hoisted. Gathers (``spot[underlying]``
+  per row) are what LLVM refuses to vectorize on this machine, so there are none.
+* Every row computes every greek (:func:`fastgex._greeks_formulas.bsm_greeks`) and
+  stores only the wanted ones (an output of length 0 is not wanted; the test is
+  loop-invariant). An invalid row stores NaN.
+* When a run had invalid rows they are walked again one by one to name each reason:
+  no NaN leaves the kernel without a status code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from fastgex._greeks_formulas import bsm_greeks
+from fastgex._jit import kernel, scalar_function
+from fastgex._kernel_common import (
+    _BAD_FORWARD,
+    _BAD_RATE,
+    _BAD_STRIKE,
+    _BAD_TIME,
+    _BAD_VOL,
+    _EXPIRED,
+    _MISSING,
+    _NON_FINITE,
+    _UNKNOWN_TYPE,
+    CALL_CODE,
+    MISSING_CODE,
+    PUT_CODE,
+    STRIP_ROWS,
+    _finite,
+)
+
+# --- compile-time switches (rewritten in generated copies; keep one per line) ---
+BLACK76 = False
+ROW_CARRY = False
+# --- end of switches ---
+
+#: Strips per parallel task (the strip buffers are allocated once per task).
+STRIPS_PER_TASK = 16
+
+
+@scalar_function
+def _row_values(
+    row,
+    strike,
+    vol,
+    time_to_expiry,
+    option_code,
+    forward,
+    rate,
+    dividend_yield,
+    spot_value,
+    rate_value,
+    dividend_value,
+    min_time,
+):
+    """Validity (inputs valid and all ten results finite) and raw values of one row.
+
+    Branch-free on purpose: selects, not ``max()`` (whose NaN handling blocks SIMD),
+    and no load under a condition.
+    """
+    code = option_code[row]
+    row_strike = strike[row]
+    row_vol = vol[row]
+    row_time = time_to_expiry[row]
+    price = forward[row] if BLACK76 else spot_value
+    if ROW_CARRY:
+        row_rate = rate[row]
+        row_dividend = dividend_yield[row]
+    else:
+        row_rate = rate_value
+        row_dividend = dividend_value
+    if BLACK76:
+        row_dividend = row_rate
+    # uint8 codes: the negative read-time reasons wrap above 1, so one compare checks
+    # the type; NaN fails every ``>``.
+    valid = (code <= CALL_CODE) & (row_strike > 0.0) & (row_vol > 0.0) & (row_time > 0.0)
+    valid = valid & (price > 0.0)
+    largest = row_strike if row_strike > row_vol else row_vol
+    largest = row_time if row_time > largest else largest
+    largest = price if price > largest else largest
+    valid = valid & (largest < np.inf) & _finite(row_rate) & _finite(row_dividend)
+    used_time = row_time if row_time > min_time else min_time
+    values = bsm_greeks(
+        price, row_strike, row_vol, used_time, row_rate, row_dividend, code == CALL_CODE
+    )
+    value_price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed = values
+    if BLACK76:  # the forward is held fixed when the rate moves
+        rho = -used_time * value_price
+    # One finiteness test for all ten (inf - inf is NaN, so nothing slips through).
+    total = value_price + delta + gamma + vega + theta + rho + vanna + charm + vomma + speed
+    valid = valid & _finite(total)
+    return valid, value_price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed
+
+
+@scalar_function
+def row_status(row, strike, vol, time_to_expiry, option_code, forward, rate, dividend_yield,
+               spot_value, rate_value, dividend_value):  # fmt: skip
+    """Reason code of one row (0 = inputs valid); the first failing rule wins."""
+    code = np.int8(option_code[row])
+    if code == MISSING_CODE:
+        return _MISSING
+    if code != CALL_CODE and code != PUT_CODE:
+        return _UNKNOWN_TYPE
+    if not (strike[row] > 0.0 and _finite(strike[row])):
+        return _BAD_STRIKE
+    if not (vol[row] > 0.0 and _finite(vol[row])):
+        return _BAD_VOL
+    if not _finite(time_to_expiry[row]):
+        return _BAD_TIME
+    if time_to_expiry[row] <= 0.0:
+        return _EXPIRED
+    if BLACK76 and not (forward[row] > 0.0 and _finite(forward[row])):
+        return _BAD_FORWARD
+    if ROW_CARRY:
+        if not (_finite(rate[row]) and _finite(dividend_yield[row])):
+            return _BAD_RATE
+    elif not (_finite(rate_value) and _finite(dividend_value)):
+        return _BAD_RATE
+    return 0
+
+
+@scalar_function
+def _run_segment(
+    base,
+    length,
+    buffer_base,
+    strike,
+    vol,
+    time_to_expiry,
+    option_code,
+    forward,
+    rate,
+    dividend_yield,
+    spot_value,
+    rate_value,
+    dividend_value,
+    min_time,
+    buffers,
+):
+    """One underlying's rows ``base .. base+length`` into the strip buffers; invalid count.
+
+    Every value goes to its own strip buffer (``row - buffer_base``), unconditionally:
+    conditional stores into the caller's arrays, some of them empty, would fail LLVM's
+    runtime overlap checks and fall back to the scalar loop.
+    """
+    (buffer_price, buffer_delta, buffer_gamma, buffer_vega, buffer_theta, buffer_rho,
+     buffer_vanna, buffer_charm, buffer_vomma, buffer_speed) = buffers  # fmt: skip
+    invalid = 0
+    for offset in range(length):
+        row = base + offset
+        slot = row - buffer_base
+        valid, price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed = _row_values(
+            row,
+            strike,
+            vol,
+            time_to_expiry,
+            option_code,
+            forward,
+            rate,
+            dividend_yield,
+            spot_value,
+            rate_value,
+            dividend_value,
+            min_time,
+        )
+        missing = np.nan
+        buffer_price[slot] = price if valid else missing
+        buffer_delta[slot] = delta if valid else missing
+        buffer_gamma[slot] = gamma if valid else missing
+        buffer_vega[slot] = vega if valid else missing
+        buffer_theta[slot] = theta if valid else missing
+        buffer_rho[slot] = rho if valid else missing
+        buffer_vanna[slot] = vanna if valid else missing
+        buffer_charm[slot] = charm if valid else missing
+        buffer_vomma[slot] = vomma if valid else missing
+        buffer_speed[slot] = speed if valid else missing
+        invalid += 1 - np.int64(valid)
+    return invalid
+
+
+@scalar_function
+def _store(buffer, out, scale, base, length):
+    """``out[base:base+length] = buffer[:length] * scale`` (a plain vectorized loop)."""
+    for offset in range(length):
+        out[base + offset] = buffer[offset] * scale
+
+
+@kernel
+def run(
+    strike,
+    vol,
+    time_to_expiry,
+    option_code,
+    underlying_id,
+    spot,
+    forward,
+    rate,
+    dividend_yield,
+    min_time,
+    scales,
+    out_price,
+    out_delta,
+    out_gamma,
+    out_vega,
+    out_theta,
+    out_rho,
+    out_vanna,
+    out_charm,
+    out_vomma,
+    out_speed,
+    status_out,
+):
+    """Greeks of every row into the wanted ``out_*`` arrays (length 0 = not wanted).
+
+    ``spot`` is per underlying (unused with ``BLACK76``, whose rows read ``forward``);
+    ``rate`` / ``dividend_yield`` are per row with ``ROW_CARRY``, else per underlying.
+    ``scales`` (10 floats, the order of ``GREEK_ORDER``) multiply the raw values.
+    ``status_out`` (int8 per row) gets 0 for valid rows and the reason code of each
+    invalid row, whose outputs are NaN. Returns the number of invalid rows.
+    """
+    n_rows = strike.size
+    n_strips = (n_rows + STRIP_ROWS - 1) // STRIP_ROWS
+    n_tasks = (n_strips + STRIPS_PER_TASK - 1) // STRIPS_PER_TASK
+    invalid_per_task = np.zeros(n_tasks, dtype=np.int64)
+    for task in numba.prange(n_tasks):
+        # Ten separate strip buffers (distinct allocations, so LLVM's overlap checks pass).
+        buffers = (np.empty(STRIP_ROWS), np.empty(STRIP_ROWS), np.empty(STRIP_ROWS),
+                   np.empty(STRIP_ROWS), np.empty(STRIP_ROWS), np.empty(STRIP_ROWS),
+                   np.empty(STRIP_ROWS), np.empty(STRIP_ROWS), np.empty(STRIP_ROWS),
+                   np.empty(STRIP_ROWS))  # fmt: skip
+        task_invalid = 0
+        last_strip = min(n_strips, (task + 1) * STRIPS_PER_TASK)
+        for strip in range(task * STRIPS_PER_TASK, last_strip):
+            # Unsigned indices: no negative-index wraparound checks, so loops vectorize.
+            base = numba.uint64(strip * STRIP_ROWS)
+            length = numba.uint64(min(STRIP_ROWS, n_rows - strip * STRIP_ROWS))
+            first_underlying = underlying_id[base]
+            mixed = 0
+            for offset in range(length):
+                mixed += underlying_id[base + offset] != first_underlying
+            start = numba.uint64(0)
+            while start < length:
+                underlying = underlying_id[base + start]
+                stop = length
+                if mixed != 0:
+                    stop = start + numba.uint64(1)
+                    while stop < length and underlying_id[base + stop] == underlying:
+                        stop += numba.uint64(1)
+                spot_value = 1.0 if BLACK76 else spot[underlying]
+                rate_value = 0.0 if ROW_CARRY else rate[underlying]
+                dividend_value = 0.0 if ROW_CARRY else dividend_yield[underlying]
+                invalid = _run_segment(
+                    base + start,
+                    stop - start,
+                    base,
+                    strike,
+                    vol,
+                    time_to_expiry,
+                    option_code,
+                    forward,
+                    rate,
+                    dividend_yield,
+                    spot_value,
+                    rate_value,
+                    dividend_value,
+                    min_time,
+                    buffers,
+                )
+                for offset in range(start, stop):
+                    status_out[base + offset] = 0
+                if invalid != 0:  # name the reason of each invalid row, one by one
+                    for offset in range(start, stop):
+                        row = base + offset
+                        flags = _row_values(
+                            row,
+                            strike,
+                            vol,
+                            time_to_expiry,
+                            option_code,
+                            forward,
+                            rate,
+                            dividend_yield,
+                            spot_value,
+                            rate_value,
+                            dividend_value,
+                            min_time,
+                        )
+                        if flags[0]:
+                            continue
+                        status = row_status(
+                            row,
+                            strike,
+                            vol,
+                            time_to_expiry,
+                            option_code,
+                            forward,
+                            rate,
+                            dividend_yield,
+                            spot_value,
+                            rate_value,
+                            dividend_value,
+                        )
+                        # Valid inputs but no finite result.
+                        status_out[row] = _NON_FINITE if status == 0 else status
+                task_invalid += invalid
+                start = stop
+            if out_price.size == n_rows:
+                _store(buffers[0], out_price, scales[0], base, length)
+            if out_delta.size == n_rows:
+                _store(buffers[1], out_delta, scales[1], base, length)
+            if out_gamma.size == n_rows:
+                _store(buffers[2], out_gamma, scales[2], base, length)
+            if out_vega.size == n_rows:
+                _store(buffers[3], out_vega, scales[3], base, length)
+            if out_theta.size == n_rows:
+                _store(buffers[4], out_theta, scales[4], base, length)
+            if out_rho.size == n_rows:
+                _store(buffers[5], out_rho, scales[5], base, length)
+            if out_vanna.size == n_rows:
+                _store(buffers[6], out_vanna, scales[6], base, length)
+            if out_charm.size == n_rows:
+                _store(buffers[7], out_charm, scales[7], base, length)
+            if out_vomma.size == n_rows:
+                _store(buffers[8], out_vomma, scales[8], base, length)
+            if out_speed.size == n_rows:
+                _store(buffers[9], out_speed, scales[9], base, length)
+        invalid_per_task[task] = task_invalid
+    return invalid_per_task.sum()
+
+
+_SWITCH_NAMES = ("BLACK76", "ROW_CARRY")
+
+
+@functools.cache
+def greeks_kernel(black76: bool, row_carry: bool):
+    """The compiled kernel (``run``) for a layout: Black-76 forwards, per-row carry.
+
+    The default layout is this module; the others are copies of this file with the
+    switch lines rewritten, written once next to the GEX kernel variants
+    (:func:`fastgex._kernels.generated_dir`) so Numba's disk cache keeps them.
+    """
+    if not black76 and not row_carry:
+        return run
+    source = Path(__file__).read_text(encoding="utf-8")
+    for switch, value in zip(_SWITCH_NAMES, (black76, row_carry), strict=True):
+        source, count = re.subn(
+            rf"^{switch} = .*$", f"{switch} = {value!r}", source, count=1, flags=re.MULTILINE
+        )
+        if count != 1:  # the template changed shape: fail loudly, never compile wrong code
+            raise RuntimeError(f"greeks kernel template has no switch line for {switch}")
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    name = f"fastgex_greeks_kernel_{digest}"
+    if name in sys.modules:
+        return sys.modules[name].run
+    from fastgex._kernels import generated_dir
+
+    for directory in (generated_dir(), Path(tempfile.gettempdir()) / "fastgex-kernels"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / f"{name}.py"
+            if not path.exists() or path.read_text(encoding="utf-8") != source:
+                temporary = path.with_suffix(f".{os.getpid()}.tmp")
+                temporary.write_text(source, encoding="utf-8")
+                os.replace(temporary, path)  # atomic for concurrent processes
+            break
+        except OSError:
+            continue
+    else:  # pragma: no cover - no writable directory at all
+        raise RuntimeError("no writable directory for generated kernels; set FASTGEX_KERNEL_DIR")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.run
