@@ -4,7 +4,8 @@ GEX describes how the market behaves *if* it moves (dampened when dealers are lo
 gamma, amplified when short), never *which way* it moves.
 
 The public API: :func:`read_chain`, :func:`gex` and :class:`GexResult`; :func:`levels`,
-:func:`profile` and :func:`classify_regime` (expiry buckets in :mod:`fastgex.buckets`); the named
+:func:`profile` and :func:`classify_regime` (expiry buckets in :mod:`fastgex.buckets`);
+:func:`greeks` and :func:`implied_vol` (per-contract greeks and implied vols); the named
 choices :class:`Convention`, :class:`Unit`, :class:`GammaSource`, :class:`DayCount`,
 sample data in :mod:`fastgex.sample`, readers in :mod:`fastgex.io` and the slow
 reference implementation in :mod:`fastgex.reference`.
@@ -15,6 +16,7 @@ from fastgex._errors import ChainError, InvalidRowsError
 from fastgex._gex import GexResult, gex
 from fastgex._levels import LevelsResult, ProfileResult, levels, profile
 from fastgex.conventions import Convention, DayCount, GammaSource, Unit
+from fastgex.greeks import GreeksResult, GreekUnits, ImpliedVolResult, greeks, implied_vol
 from fastgex.regime import Regime, RegimeThresholds, classify_regime, measure_skew, skew_zscore
 
 __version__ = "0.1.0"
@@ -25,6 +27,9 @@ __all__ = [
     "DayCount",
     "GammaSource",
     "GexResult",
+    "GreekUnits",
+    "GreeksResult",
+    "ImpliedVolResult",
     "InvalidRowsError",
     "LevelsResult",
     "ProfileResult",
@@ -34,6 +39,8 @@ __all__ = [
     "__version__",
     "classify_regime",
     "gex",
+    "greeks",
+    "implied_vol",
     "levels",
     "measure_skew",
     "profile",

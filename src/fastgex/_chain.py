@@ -86,6 +86,8 @@ def read_chain(
     *,
     format: str = "auto",
     columns: Mapping[str, str] | None = None,
+    iv: str = "keep",
+    iv_options: Mapping[str, Any] | None = None,
 ) -> pa.Table:
     """Read an option chain into a :class:`pyarrow.Table` with canonical column names.
 
@@ -103,6 +105,19 @@ def read_chain(
         Renames from the source's column names to canonical names (e.g.
         ``{"Strike Px": "strike"}``). Unmapped columns are matched against
         the built-in aliases (``fastgex._chain.ALIASES``) case-insensitively.
+    iv : {"keep", "solve"}
+        ``solve`` fills ``implied_vol`` from option prices with
+        :func:`fastgex.implied_vol` (replacing any ``implied_vol`` column) and adds
+        ``implied_vol_reason`` (null where solved). It needs what that function needs
+        from a chain: prices (``mid`` by default, else ``bid`` + ``ask``), a spot
+        (``spot`` column or ``iv_options={"spot": ...}``; not for a ``forward``
+        column) and either ``time_to_expiry`` or ``expiration`` with a snapshot time
+        (``snapshot_time`` column or ``iv_options={"snapshot_time": ...}``).
+    iv_options : mapping, optional
+        Keyword arguments for :func:`fastgex.implied_vol` with ``iv="solve"``:
+        ``price`` (``mid``, ``bid``, ``ask``, ``last``, ``mark``), ``spot``,
+        ``snapshot_time``, ``rate``, ``dividend_yield``, ``day_count``, ``settlement``,
+        ``settlement_tz``.
 
     Returns
     -------
@@ -118,8 +133,18 @@ def read_chain(
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
-    table = _to_table(source, format)
-    return canonicalize(table, columns)
+    if iv not in ("keep", "solve"):
+        raise ValueError(f"iv must be 'keep' or 'solve', not {iv!r}")
+    table = canonicalize(_to_table(source, format), columns)
+    if iv == "solve":
+        from fastgex.greeks import implied_vol  # lazy: greeks imports this module
+
+        solved = implied_vol(table, **dict(iv_options or {}))
+        if "implied_vol" in table.column_names:
+            table = table.drop_columns(["implied_vol"])
+        table = table.append_column("implied_vol", pa.array(solved.implied_vol))
+        table = table.append_column("implied_vol_reason", solved.reason)
+    return table
 
 
 def canonicalize(table: pa.Table, columns: Mapping[str, str] | None = None) -> pa.Table:

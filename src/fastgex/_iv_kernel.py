@@ -88,24 +88,22 @@ def _tail_quantile(probability):
 
 @scalar_function
 def _setup(price, strike, forward, discount, is_call):
-    """Normalized problem of one row: ``(x, beta, ln beta)`` with ``x <= 0`` and its status.
+    """Normalized problem of one row: ``(x, beta)`` with ``x <= 0``, and its status.
 
-    The status is 0 (solvable), or a price reason.
+    ``beta`` is the time value over ``D sqrt(F K)``; the status is 0 (solvable) or a
+    price reason.
     """
     log_moneyness = fast_log(forward / strike)
-    root = math.sqrt(forward * strike)
-    beta = price / (discount * root)
-    half_up = fast_exp(0.5 * log_moneyness)
-    half_down = fast_exp(-0.5 * log_moneyness)
-    sign = 1.0 if is_call else -1.0
-    intrinsic = sign * (half_up - half_down)
+    scale = 1.0 / (discount * math.sqrt(forward * strike))
+    # Intrinsic value and bound in price units, so a price exactly at either is caught.
+    intrinsic = discount * (forward - strike if is_call else strike - forward)
     intrinsic = intrinsic if intrinsic > 0.0 else 0.0
-    bound = half_up if is_call else half_down
-    time_value = beta - intrinsic
+    bound = discount * (forward if is_call else strike)
+    time_value = (price - intrinsic) * scale
     status = 0
-    if not (time_value > 0.0):
+    if not (price > intrinsic):
         status = _BELOW_INTRINSIC
-    if not (beta < bound):
+    if not (price < bound):
         status = _ABOVE_BOUND
     if not (price > 0.0 and price < np.inf):
         status = _BAD_PRICE
