@@ -289,7 +289,7 @@ def test_bad_input_gets_status_codes_and_messages(capi):
     assert checks["before_init_output_cleared"] == ["1"]
     assert checks["version"] == [fastgex.__version__]
     assert checks["gamma_invalid_count"] == ["3", "nan", "1", "1", "1", "finite", "1"]
-    assert checks["contract_gex_invalid_count"] == ["2", "total_finite", "1", "nan", "1", "1"]
+    assert checks["contract_gex_invalid_count"] == ["2", "total_finite", "1", "zero", "1", "1"]
     assert checks["null_output_stream_released"] == ["1"]
     assert checks["null_schema_array_released"] == ["1"]
     assert checks["wrong_type_inputs_released"] == ["1", "1"]
@@ -420,21 +420,22 @@ def test_raw_kernels_match_reference(rows, convention, unit):
     spot, multiplier = 100.0, 50.0
     strike, vol, time, quantity, calls = (np.array(column) for column in zip(*rows, strict=True))
     flags = calls.astype(np.int8)
-    for array in (strike, vol, time, quantity, flags):
-        array.flags.writeable = False
     gamma = np.empty(strike.size)
     assert _raw.gamma_rows(spot, strike, vol, time, 0.01, 0.02, gamma) == 0
+    serial = np.empty(strike.size)
+    assert _raw.gamma_rows_serial(spot, strike, vol, time, 0.01, 0.02, serial) == 0
+    np.testing.assert_array_equal(serial, gamma)
     exact = [
         reference.bsm_gamma(spot, *values, 0.01, 0.02)
         for values in zip(strike, vol, time, strict=True)
     ]
-    np.testing.assert_allclose(gamma, exact, rtol=1e-11)
+    # below ~1e-290 the fast exp flushes to zero (as in gex()); physically zero anyway
+    np.testing.assert_allclose(gamma, exact, rtol=1e-11, atol=1e-290)
     call_sign, put_sign = _raw.CONVENTION_SIGNS[convention]
     out = np.empty(strike.size)
-    total, invalid = _raw.gex_rows(
-        spot, strike, vol, time, quantity, flags, multiplier * _raw.unit_factor(spot, unit),
-        call_sign, put_sign, 0.01, 0.02, out, True,
-    )  # fmt: skip
+    total, invalid = _raw.contract_gex(
+        spot, strike, vol, time, quantity, flags, multiplier, 0.01, 0.02, convention, unit, out
+    )
     expected = [
         reference.contract_gex(
             value, (call_sign if call else put_sign) * oi, multiplier, spot, _raw.UNIT_CODES[unit]
@@ -442,7 +443,7 @@ def test_raw_kernels_match_reference(rows, convention, unit):
         for value, oi, call in zip(exact, quantity, calls, strict=True)
     ]
     assert invalid == 0
-    np.testing.assert_allclose(out, expected, rtol=1e-11, atol=1e-300)
+    np.testing.assert_allclose(out, expected, rtol=1e-11, atol=1e-270)
     scale = math.fsum(abs(value) for value in expected)
     assert abs(total - math.fsum(expected)) <= 1e-11 * scale
 
@@ -462,22 +463,36 @@ def test_cfuncs_match_reference_and_reject_bad_input():
     assert math.isnan(gamma(100, 95, 0.2, math.inf, 0.0, 0.0))
 
 
+def _frozen(*values, dtype=np.float64) -> list[np.ndarray]:
+    """Arrays as the C calls pass them (writable views: the specialization init compiled)."""
+    return [np.array(value, dtype=dtype) for value in values]
+
+
 def test_raw_kernels_count_invalid_rows():
-    strike = np.array([100.0, -1.0, 100.0, 100.0, 100.0])
-    vol = np.array([0.2, 0.2, math.nan, 0.2, 0.2])
-    time = np.array([0.1, 0.1, 0.1, 0.0, 0.1])
-    quantity = np.array([10.0, 10.0, 10.0, 10.0, math.inf])
-    flags = np.array([1, 1, 1, 1, 1], dtype=np.int8)
+    strike, vol, time, quantity = _frozen(
+        [100.0, -1.0, 100.0, 100.0, 100.0],
+        [0.2, 0.2, math.nan, 0.2, 0.2],
+        [0.1, 0.1, 0.1, 0.0, 0.1],
+        [10.0, 10.0, 10.0, 10.0, math.inf],
+    )
+    (flags,) = _frozen([1, 1, 1, 1, 1], dtype=np.int8)
     gamma = np.empty(5)
     assert _raw.gamma_rows(100.0, strike, vol, time, 0.0, 0.0, gamma) == 3
+    assert _raw.gamma_rows_serial(100.0, strike, vol, time, 0.0, 0.0, np.empty(5)) == 3
     assert np.isnan(gamma[1:4]).all() and np.isfinite(gamma[[0, 4]]).all()
     out = np.empty(5)
-    total, invalid = _raw.gex_rows(
-        100.0, strike, vol, time, quantity, flags, 1.0, -1.0, 1.0, 0.0, 0.0, out, True
+    total, invalid = _raw.contract_gex(
+        100.0, strike, vol, time, quantity, flags, 1.0, 0.0, 0.0, 0, 0, out
     )
     assert invalid == 4
-    assert total == out[0] and math.isfinite(total)
-    assert np.isnan(out[1:]).all()
+    assert total == out[0] and math.isfinite(total) and total < 0  # a call, dealers short
+    assert (out[1:] == 0.0).all()
+    (bad_flags,) = _frozen([1, 2, -1, 0, 1], dtype=np.int8)
+    strikes, good, quantity = _frozen([100.0] * 5, [0.2] * 5, [10.0] * 5)
+    total, invalid = _raw.contract_gex(
+        100.0, strikes, good, good, quantity, bad_flags, 1.0, 0.0, 0.0, 0, 0, out
+    )
+    assert invalid == 2 and out[1] == out[2] == 0.0
 
 
 # ---- Python interchange: Arrow PyCapsule objects in, Arrow tables out --------------------

@@ -18,12 +18,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 
 import fastgex
 from fastgex._errors import ChainError, InvalidRowsError
 from fastgex.capi import _raw
+from fastgex.sample import sample_chain
 
 OK = 0
 NOT_INITIALIZED = 1
@@ -224,11 +226,35 @@ def _guarded(ffi: Any, lib: Any, body: Callable[..., int]) -> Callable[..., int]
     return entry
 
 
-def _readonly(ffi: Any, pointer: Any, n: int, dtype: Any) -> np.ndarray:
+def _input(ffi: Any, pointer: Any, n: int, dtype: Any) -> np.ndarray:
+    """A view of a caller's const array, left writable on purpose.
+
+    The kernels never write their inputs, and numba dispatches read-only arrays through
+    a slow path that costs tens of microseconds per call: more than a small call itself.
+    """
     item = np.dtype(dtype).itemsize
-    array = np.frombuffer(ffi.buffer(pointer, n * item), dtype=dtype)
-    array.flags.writeable = False  # const in C: and the kernels' read-only specialization
-    return array
+    return np.frombuffer(ffi.buffer(pointer, n * item), dtype=dtype)
+
+
+#: Below this many rows a raw-array call runs on one thread: waking the parallel
+#: workers costs more than the loop.
+SERIAL_ROWS = 16_384
+
+
+class _Threads:
+    """Run the parallel kernels on one thread for small inputs (restored on exit)."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.serial = n_rows < SERIAL_ROWS
+
+    def __enter__(self) -> None:
+        if self.serial:
+            self.previous = numba.get_num_threads()
+            numba.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.serial:
+            numba.set_num_threads(self.previous)
 
 
 def _writable(ffi: Any, pointer: Any, n: int) -> np.ndarray:
@@ -255,17 +281,22 @@ def warm(lib_functions: Callable[[int, int], None] | None = None) -> None:
         }
     )
     fastgex.gex(sample, spot=100.0)
+    fastgex.gex(sample, spot=100.0, by_strike=False)
     fastgex.levels(sample, spot=100.0, n_levels=8)
+    # A chain with expiration dates, a snapshot and a spot column (the other prepare path).
+    dated = sample_chain(seed=0)
+    fastgex.gex(dated)
+    fastgex.levels(dated, n_levels=8)
     values = np.linspace(90.0, 110.0, 4)
-    # The C calls view their const inputs read-only (the specialization they need).
+    # The raw-array calls pass writable views (see _input).
     inputs = [values, np.full(4, 0.2), np.full(4, 0.1), np.full(4, 5.0)]
     flags = np.array([1, 0, 1, 0], dtype=np.int8)
-    for array in (*inputs, flags):
-        array.flags.writeable = False
     out = np.empty(4)
     _raw.gamma_rows(100.0, inputs[0], inputs[1], inputs[2], 0.0, 0.0, out)
-    for write_rows in (True, False):
-        _raw.gex_rows(100.0, *inputs, flags, 1.0, -1.0, 1.0, 0.0, 0.0, out, write_rows)
+    _raw.gamma_rows_serial(100.0, inputs[0], inputs[1], inputs[2], 0.0, 0.0, out)
+    for unit in range(len(_raw.UNIT_CODES)):  # one kernel variant per unit
+        for rows in (out, np.empty(0)):
+            _raw.contract_gex(100.0, *inputs, flags, 100.0, 0.0, 0.0, 0, unit, rows)
     if lib_functions is not None:
         lib_functions(_raw.gamma_cfunc.address, _raw.black76_gamma_cfunc.address)
 
@@ -311,12 +342,11 @@ def register(ffi: Any, lib: Any) -> None:
         _check_scalar("spot", spot, positive=True)
         _check_scalar("rate", rate, positive=False)
         _check_scalar("dividend_yield", dividend_yield, positive=False)
-        arrays = [_readonly(ffi, pointer, n, np.float64) for pointer in (strike, vol)]
-        times = _readonly(ffi, time_to_expiry, n, np.float64)
+        arrays = [_input(ffi, pointer, n, np.float64) for pointer in (strike, vol)]
+        times = _input(ffi, time_to_expiry, n, np.float64)
+        run = _raw.gamma_rows_serial if n < SERIAL_ROWS else _raw.gamma_rows
         with _LOCK:
-            count = _raw.gamma_rows(
-                spot, *arrays, times, rate, dividend_yield, _writable(ffi, out, n)
-            )
+            count = run(spot, *arrays, times, rate, dividend_yield, _writable(ffi, out, n))
         if invalid != ffi.NULL:
             invalid[0] = count
         return OK
@@ -345,26 +375,14 @@ def register(ffi: Any, lib: Any) -> None:
         _choice(convention, CONVENTIONS, "convention")
         _choice(unit, _raw.UNIT_CODES, "unit")
         inputs = [
-            _readonly(ffi, pointer, n, np.float64)
+            _input(ffi, pointer, n, np.float64)
             for pointer in (strike, vol, time_to_expiry, open_interest)
         ]
-        flags = _readonly(ffi, is_call, n, np.int8)
-        write_rows = out != ffi.NULL
-        rows = _writable(ffi, out, n) if write_rows else np.empty(0)
-        call_sign, put_sign = _raw.CONVENTION_SIGNS[convention]
-        scale = multiplier * _raw.unit_factor(spot, unit)
-        with _LOCK:
-            summed, count = _raw.gex_rows(
-                spot,
-                *inputs,
-                flags,
-                scale,
-                call_sign,
-                put_sign,
-                rate,
-                dividend_yield,
-                rows,
-                write_rows,
+        flags = _input(ffi, is_call, n, np.int8)
+        rows = _writable(ffi, out, n) if out != ffi.NULL else np.empty(0)
+        with _LOCK, _Threads(n):
+            summed, count = _raw.contract_gex(
+                spot, *inputs, flags, multiplier, rate, dividend_yield, convention, unit, rows
             )
         if not math.isfinite(summed):
             raise _ArgumentError(

@@ -1,8 +1,9 @@
 """Kernels behind the raw-array calls of the C ABI, and the compiled per-contract functions.
 
-The math is :mod:`fastgex._formulas` (the one source of gamma); these loops only add the
-validation the C caller cannot be trusted to have done: an invalid row gets NaN and is
-counted, and never reaches a total.
+The math is :mod:`fastgex._formulas` (the one source of gamma) and the signed GEX runs
+the fused kernel of :func:`fastgex.gex` itself; what is added is the validation the C
+caller cannot be trusted to have done: an invalid row is counted and never reaches a
+total.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 
 from fastgex._formulas import black76_gamma, bsm_gamma
 from fastgex._jit import CACHE, kernel, scalar_function
+from fastgex._kernels import KernelConfig, gex_kernel, rows_per_block
+from fastgex.conventions import Unit
 
 #: Dealer signs (calls, puts) per convention code of ``fastgex.h`` (enum order).
 CONVENTION_SIGNS = np.array([[-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
@@ -21,14 +24,33 @@ CONVENTION_SIGNS = np.array([[-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
 UNIT_CODES = ("dollars_per_1pct", "dollars_per_point", "shares_per_dollar")
 
 
-def unit_factor(spot: float, unit_code: int) -> float:
-    """``spot**2 / 100``, ``spot`` or ``1`` (see :func:`fastgex.reference.unit_factor`)."""
-    return (spot * spot * 0.01, spot, 1.0)[unit_code]
-
-
 @scalar_function
 def _valid_positive(value: float) -> bool:
     return value > 0.0 and value < math.inf
+
+
+@scalar_function
+def _gamma_row(spot, strike, vol, time_to_expiry, rate, dividend_yield, out, row):
+    """Gamma of one row into ``out[row]`` (NaN if invalid); returns 1 if invalid.
+
+    Branch-free (selects, invalid rows priced on harmless inputs) so the loop vectorizes.
+    """
+    row_strike = strike[row]
+    row_vol = vol[row]
+    row_time = time_to_expiry[row]
+    largest = row_strike if row_strike > row_vol else row_vol
+    largest = row_time if row_time > largest else largest
+    ok = (row_strike > 0.0) & (row_vol > 0.0) & (row_time > 0.0) & (largest < math.inf)
+    value = bsm_gamma(
+        spot,
+        row_strike if ok else 1.0,
+        row_vol if ok else 1.0,
+        row_time if ok else 1.0,
+        rate,
+        dividend_yield,
+    )
+    out[row] = value if ok else np.nan
+    return np.int64(not ok)
 
 
 @kernel
@@ -36,63 +58,82 @@ def gamma_rows(spot, strike, vol, time_to_expiry, rate, dividend_yield, out):
     """BSM gamma per row into ``out``; NaN for invalid rows. Returns the invalid count."""
     invalid = 0
     for row in numba.prange(strike.size):
-        ok = (
-            _valid_positive(strike[row])
-            and _valid_positive(vol[row])
-            and _valid_positive(time_to_expiry[row])
-        )
-        out[row] = (
-            bsm_gamma(spot, strike[row], vol[row], time_to_expiry[row], rate, dividend_yield)
-            if ok
-            else np.nan
-        )
-        invalid += 0 if ok else 1
+        invalid += _gamma_row(spot, strike, vol, time_to_expiry, rate, dividend_yield, out, row)
     return invalid
 
 
-@kernel
-def gex_rows(
-    spot,
-    strike,
-    vol,
-    time_to_expiry,
-    open_interest,
-    is_call,
-    scale,
-    call_sign,
-    put_sign,
-    rate,
-    dividend_yield,
-    out,
-    write_rows,
-):
-    """Signed GEX per row (``scale`` = multiplier x unit factor); returns (total, invalid)."""
-    total = 0.0
+@kernel(parallel=False)
+def gamma_rows_serial(spot, strike, vol, time_to_expiry, rate, dividend_yield, out):
+    """:func:`gamma_rows` on the calling thread (small inputs: no worker wake-up)."""
     invalid = 0
-    for row in numba.prange(strike.size):
-        flag = is_call[row]
-        quantity = open_interest[row]
-        ok = (
-            _valid_positive(strike[row])
-            and _valid_positive(vol[row])
-            and _valid_positive(time_to_expiry[row])
-            and quantity >= 0.0
-            and quantity < math.inf
-            and (flag == 0 or flag == 1)
-        )
-        sign = call_sign if flag == 1 else put_sign
-        value = np.nan
-        if ok:
-            gamma = bsm_gamma(
-                spot, strike[row], vol[row], time_to_expiry[row], rate, dividend_yield
-            )
-            value = sign * quantity * scale * gamma
-            total += value
-        else:
-            invalid += 1
-        if write_rows:
-            out[row] = value
-    return total, invalid
+    for row in range(strike.size):
+        invalid += _gamma_row(spot, strike, vol, time_to_expiry, rate, dividend_yield, out, row)
+    return invalid
+
+
+# Writable on purpose, like the callers' arrays: numba's dispatch of read-only arrays
+# is slow (see fastgex.capi._embedded._input).
+_NO_GROUPS = np.empty(0, dtype=np.int32)
+_NO_STATUS = np.empty(0, dtype=np.int8)
+_EMPTY = np.empty(0)
+
+
+def _slot(value: float) -> np.ndarray:
+    return np.full(1, value)
+
+
+def contract_gex(
+    spot: float,
+    strike: np.ndarray,
+    vol: np.ndarray,
+    time_to_expiry: np.ndarray,
+    open_interest: np.ndarray,
+    is_call: np.ndarray,
+    multiplier: float,
+    rate: float,
+    dividend_yield: float,
+    convention: int,
+    unit: int,
+    out: np.ndarray,
+) -> tuple[float, int]:
+    """Signed GEX of one underlying's contracts through the fused kernel of :func:`fastgex.gex`.
+
+    The same compiled kernel, validation and compensated, deterministic sums as the
+    chain path, with no floor on the time to expiry. ``is_call`` is int8 1/0, which is
+    exactly the kernel's uint8 call/put code (anything else is an invalid row).
+    ``out`` (length n, or empty for none) gets each row's GEX, 0.0 for invalid rows.
+    Returns ``(total, invalid_rows)``.
+    """
+    n_rows = strike.size
+    unit_choice = Unit(UNIT_CODES[unit])
+    run = gex_kernel(KernelConfig(unit_power=unit_choice.price_power))
+    call_sign, put_sign = CONVENTION_SIGNS[convention]
+    underlying_id = np.zeros(n_rows, dtype=np.int32)
+    sums, rows, _, _, _ = run(
+        strike,
+        vol,
+        time_to_expiry,
+        open_interest,
+        is_call.view(np.uint8),
+        underlying_id,
+        _slot(spot),
+        _slot(rate),
+        _slot(dividend_yield),
+        _EMPTY,
+        _EMPTY,
+        _slot(multiplier),
+        call_sign,
+        put_sign,
+        unit_choice.scale,
+        0.0,
+        1,
+        rows_per_block(n_rows, 1),
+        out,
+        _NO_STATUS,
+        _NO_GROUPS,
+        0,
+    )
+    return float(sums[0, 0] + sums[0, 1]), int(n_rows - rows[0, 0])
 
 
 _GAMMA_SIGNATURE = numba.float64(

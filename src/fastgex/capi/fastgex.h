@@ -160,7 +160,7 @@ typedef double (*fastgex_black76_gamma_fn)(double forward, double strike, double
 /* ---- library ----------------------------------------------------------------------- */
 
 /* Start the embedded interpreter, import fastgex and compile (or load from the cache)
- * every kernel the calls below use, read-only specializations included. Idempotent
+ * every kernel the calls below use (the Arrow paths' read-only ones too). Idempotent
  * and thread-safe; a failure is final for the process (the status is returned again). */
 int fastgex_init(void);
 
@@ -213,10 +213,12 @@ int fastgex_gamma(int64_t n, double spot, const double* strike, const double* vo
                   double* gamma, int64_t* invalid);
 
 /* Signed GEX of n contracts of one underlying: is_call[i] is 1 (call) or 0 (put).
- * gex[i] = sign * open_interest * multiplier * gamma * unit factor; *total sums the
- * valid rows. Invalid rows (also negative or non-finite open interest, is_call not 0/1)
- * get NaN in gex, are left out of *total and counted in *invalid (may be NULL). gex may
- * be NULL when only the total is wanted. No floor is applied to time_to_expiry. */
+ * gex[i] = sign * open_interest * multiplier * gamma * unit factor; *total is their
+ * compensated, deterministic sum (the kernel of the chain calls). Invalid rows
+ * (non-positive or non-finite strike, vol or time, negative or non-finite open interest,
+ * is_call not 0/1) get 0.0 in gex, add nothing to *total and are counted in *invalid
+ * (may be NULL). gex may be NULL when only the total is wanted. No floor is applied to
+ * time_to_expiry. */
 int fastgex_contract_gex(int64_t n, double spot, const double* strike, const double* vol,
                          const double* time_to_expiry, const double* open_interest,
                          const int8_t* is_call, double multiplier, double rate,
