@@ -236,8 +236,9 @@ def _input(ffi: Any, pointer: Any, n: int, dtype: Any) -> np.ndarray:
     return np.frombuffer(ffi.buffer(pointer, n * item), dtype=dtype)
 
 
-#: Below this many rows a raw-array call runs on one thread: waking the parallel
-#: workers costs more than the loop.
+#: Below this many rows a call runs its kernels on one thread: waking the parallel
+#: workers costs more than the loop, and on a busy machine each parallel launch can wait
+#: a whole scheduler time slice for a descheduled worker.
 SERIAL_ROWS = 16_384
 
 
@@ -317,7 +318,7 @@ def register(ffi: Any, lib: Any) -> None:
     def gex(stream, array, schema, options, by_underlying, by_strike, dropped) -> int:
         kwargs = options_kwargs(ffi, options, levels=False)
         table = _import_chain(ffi, stream, array, schema)
-        with _LOCK:
+        with _LOCK, _Threads(table.num_rows):
             result = fastgex.gex(table, by_strike=by_strike != ffi.NULL, **kwargs)
         _export(ffi, result.by_underlying, by_underlying)
         if by_strike != ffi.NULL:
@@ -329,7 +330,7 @@ def register(ffi: Any, lib: Any) -> None:
     def levels(stream, options, levels_out, by_strike, profile) -> int:
         kwargs = options_kwargs(ffi, options, levels=True)
         table = _import_chain(ffi, stream, ffi.NULL, ffi.NULL)
-        with _LOCK:
+        with _LOCK, _Threads(table.num_rows):
             result = fastgex.levels(table, **kwargs)
         _export(ffi, result.levels, levels_out)
         if by_strike != ffi.NULL:
