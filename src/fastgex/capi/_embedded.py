@@ -202,8 +202,23 @@ def _import_chain(ffi: Any, stream: Any, array: Any, schema: Any) -> pa.Table:
     return table
 
 
-def _export(ffi: Any, table: pa.Table, out: Any) -> None:
-    table.to_reader()._export_to_c(int(ffi.cast("uintptr_t", out)))
+def _export(ffi: Any, outputs: list[tuple[pa.Table, Any]]) -> None:
+    """Export each table to its (non-NULL) output stream; all of them or none.
+
+    If one export fails, the streams already written are released again, so that the
+    caller sees what the header promises: outputs are filled only on FASTGEX_OK.
+    """
+    done = []
+    try:
+        for table, out in outputs:
+            if out != ffi.NULL:
+                table.to_reader()._export_to_c(int(ffi.cast("uintptr_t", out)))
+                done.append(out)
+    except BaseException:
+        for out in done:
+            if out.release != ffi.NULL:
+                out.release(out)
+        raise
 
 
 def _guarded(ffi: Any, lib: Any, body: Callable[..., int]) -> Callable[..., int]:
@@ -320,11 +335,14 @@ def register(ffi: Any, lib: Any) -> None:
         table = _import_chain(ffi, stream, array, schema)
         with _LOCK, _Threads(table.num_rows):
             result = fastgex.gex(table, by_strike=by_strike != ffi.NULL, **kwargs)
-        _export(ffi, result.by_underlying, by_underlying)
-        if by_strike != ffi.NULL:
-            _export(ffi, result.by_strike, by_strike)
-        if dropped != ffi.NULL:
-            _export(ffi, result.dropped, dropped)
+        _export(
+            ffi,
+            [
+                (result.by_underlying, by_underlying),
+                (result.by_strike, by_strike),
+                (result.dropped, dropped),
+            ],
+        )
         return OK
 
     def levels(stream, options, levels_out, by_strike, profile) -> int:
@@ -332,11 +350,10 @@ def register(ffi: Any, lib: Any) -> None:
         table = _import_chain(ffi, stream, ffi.NULL, ffi.NULL)
         with _LOCK, _Threads(table.num_rows):
             result = fastgex.levels(table, **kwargs)
-        _export(ffi, result.levels, levels_out)
-        if by_strike != ffi.NULL:
-            _export(ffi, result.by_strike, by_strike)
-        if profile != ffi.NULL:
-            _export(ffi, result.profile, profile)
+        _export(
+            ffi,
+            [(result.levels, levels_out), (result.by_strike, by_strike), (result.profile, profile)],
+        )
         return OK
 
     def gamma(n, spot, strike, vol, time_to_expiry, rate, dividend_yield, out, invalid) -> int:
