@@ -189,6 +189,21 @@ def test_c_example_matches_python_api(capi):
         assert float(row[2]) == pytest.approx(oracle.by_underlying[row[0]]["total"], rel=1e-10)
 
 
+def test_examples_build_with_cmake(capi, tmp_path):
+    cmake = shutil.which("cmake")
+    if cmake is None or (shutil.which("g++") or shutil.which("c++")) is None:
+        pytest.skip("cmake or a C++ compiler is not installed")
+    build = tmp_path / "build"
+    configured = _run([cmake, "-S", EXAMPLES, "-B", build, f"-DCMAKE_PREFIX_PATH={capi['prefix']}"])
+    assert configured.returncode == 0, configured.stdout + configured.stderr
+    built = _run([cmake, "--build", build])
+    assert built.returncode == 0, built.stdout + built.stderr
+    ran = _run([build / "gex_example"])  # find_package(fastgex) set the rpath
+    assert ran.returncode == 0, ran.stderr
+    reference_run = _run([capi["gex_example"]])
+    assert _lines(ran.stdout, "TOTAL") == _lines(reference_run.stdout, "TOTAL")
+
+
 # ---- C++: raw arrays, the compiled function, levels ---------------------------------------
 
 
