@@ -5,8 +5,9 @@ and ``lib``; it binds every ``extern "Python"`` function. Each one marks that Py
 reached, maps every exception to a status code and a message (per C thread), and never
 lets one escape: cffi would print it and return 0, which reads as success.
 
-Kernel launches are serialized by one lock: numba's default ``workqueue`` threading
-layer must not be entered by two threads at once, and each call is parallel inside.
+Kernel launches are serialized by one lock: numba's ``workqueue`` threading layer (its
+fallback when neither TBB nor OpenMP is available) must not be entered by two threads at
+once, and each call is parallel inside anyway.
 """
 
 from __future__ import annotations
@@ -50,10 +51,6 @@ class _ArgumentError(ValueError):
     """A bad option or argument (FASTGEX_ERROR_INVALID_ARGUMENT)."""
 
 
-def _float(text: str) -> float:
-    return float(text)
-
-
 def _per_underlying(text: str) -> float | dict[str, float]:
     """``"0.05"`` or ``"SPX:0.05,NDX:0.04"``."""
     if ":" not in text:
@@ -92,7 +89,7 @@ _GEX_KEYS: dict[str, Callable[[str], Any]] = {
     "day_count": str.strip,
     "settlement": str.strip,
     "settlement_tz": str.strip,
-    "min_time_to_expiry": _float,
+    "min_time_to_expiry": float,
     "on_invalid": str.strip,
     "buckets": _buckets,
     "views": _names,
@@ -285,7 +282,11 @@ def _check_scalar(name: str, value: float, *, positive: bool) -> None:
 
 
 def warm(lib_functions: Callable[[int, int], None] | None = None) -> None:
-    """Compile (or load from cache) everything the C calls run, read-only inputs included."""
+    """Compile (or load from cache) every kernel specialization the C calls run.
+
+    The chain calls pass read-only Arrow buffers (as :func:`fastgex.gex` always does); the
+    raw-array calls pass writable views (see :func:`_input`).
+    """
     sample = pa.table(
         {
             "underlying": ["WARM", "WARM", "WARM", "WARM"],
