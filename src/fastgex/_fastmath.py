@@ -195,6 +195,7 @@ _MILLS_COEFFICIENTS = (
 )
 _INV_SQRT_TWO_PI = 0.3989422804014327
 _SQRT_TWO = 1.4142135623730951
+_MILLS_CAP = 1e150
 
 
 @scalar_function
@@ -239,6 +240,26 @@ def mills_ratio(value: float) -> float:
     t = _MILLS_SCALE / (_MILLS_SCALE + value)
     # u = (c - x) / (c + x) = 2 t - 1: also right at x = inf (t = 0, u = -1, R = 0).
     return t * _mills_polynomial(2.0 * t - 1.0)
+
+
+@scalar_function
+def mills_ratio_pair(first: float, second: float) -> tuple[float, float]:
+    """:func:`mills_ratio` of two arguments (``>= 0``) with one division for both.
+
+    Arguments are capped at 1e150 so the product of the two denominators stays finite
+    (``R`` there is below 1e-150, and is multiplied by a density that is 0).
+    """
+    first = first if first < _MILLS_CAP else _MILLS_CAP  # selects: NaN passes through
+    second = second if second < _MILLS_CAP else _MILLS_CAP
+    left = _MILLS_SCALE + first
+    right = _MILLS_SCALE + second
+    shared = _MILLS_SCALE / (left * right)
+    t_first = right * shared
+    t_second = left * shared
+    return (
+        t_first * _mills_polynomial(2.0 * t_first - 1.0),
+        t_second * _mills_polynomial(2.0 * t_second - 1.0),
+    )
 
 
 @scalar_function

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 
-from fastgex._fastmath import fast_exp, fast_log, mills_ratio
+from fastgex._fastmath import fast_exp, fast_log, mills_ratio, mills_ratio_pair
+from fastgex._formulas import _log_from_parts, _log_ratio_parts
 from fastgex._jit import scalar_function
 
 INV_SQRT_TWO_PI = 0.3989422804014327
@@ -47,14 +48,19 @@ def bsm_greeks(spot, strike, vol, time_to_expiry, rate, dividend_yield, is_call)
     ``delta = dV/dS``, ``gamma = d2V/dS2``, ``vega = dV/dvol``, ``theta = -dV/dT``
     (per year, calendar time passing), ``rho = dV/dr``, ``vanna = d2V/dS dvol``,
     ``charm = -d delta/dT`` (per year), ``vomma = d2V/dvol2``, ``speed = d3V/dS3``.
-    Divisions: ``1/(K vol sqrt(T))``, ``1/S`` and one per normal tail.
+    Two divisions: one shared by ``1/(vol sqrt(T))``, ``1/S`` and ``ln(S/K)``, one by
+    the two normal tails.
     """
     sqrt_time = math.sqrt(time_to_expiry)
     vol_sqrt_time = vol * sqrt_time
-    shared = 1.0 / (strike * vol_sqrt_time)
-    inverse_vol_sqrt_time = strike * shared
-    inverse_spot = 1.0 / spot
-    log_moneyness = fast_log(spot * vol_sqrt_time * shared)
+    # ln(S/K) from exponents and mantissas (no cancellation near the money, see
+    # fastgex._formulas.bsm_gamma); one shared division gives 1/(vol sqrt(T)), 1/S and
+    # the atanh argument.
+    log_exponent, top, bottom = _log_ratio_parts(spot, strike)
+    shared = 1.0 / (bottom * vol_sqrt_time * spot)
+    inverse_vol_sqrt_time = bottom * spot * shared
+    inverse_spot = bottom * vol_sqrt_time * shared
+    log_moneyness = _log_from_parts(log_exponent, top * vol_sqrt_time * spot * shared)
     carry = rate - dividend_yield
     d1 = (log_moneyness + (carry + 0.5 * vol * vol) * time_to_expiry) * inverse_vol_sqrt_time
     d2 = d1 - vol_sqrt_time
@@ -62,8 +68,9 @@ def bsm_greeks(spot, strike, vol, time_to_expiry, rate, dividend_yield, is_call)
     rate_discount = fast_exp(-rate * time_to_expiry)
     # exp(-qT) n(d1); S times it is also K exp(-rT) n(d2).
     weighted_density = INV_SQRT_TWO_PI * fast_exp(-dividend_yield * time_to_expiry - 0.5 * d1 * d1)
-    tail1 = weighted_density * mills_ratio(abs(d1))  # exp(-qT) N(-|d1|)
-    tail2 = spot * weighted_density * mills_ratio(abs(d2))  # K exp(-rT) N(-|d2|)
+    mills_d1, mills_d2 = mills_ratio_pair(abs(d1), abs(d2))
+    tail1 = weighted_density * mills_d1  # exp(-qT) N(-|d1|)
+    tail2 = spot * weighted_density * mills_d2  # K exp(-rT) N(-|d2|)
     # Each side from its own tail: no 1 - (1 - tiny) cancellation.
     discounted_strike = strike * rate_discount
     below1 = d1 <= 0.0

@@ -13,8 +13,7 @@ Layout of the hot loop (why it looks the way it does):
   underlying's spot / rate / dividend yield hoisted. Gathers (``spot[underlying]``
   per row) are what LLVM refuses to vectorize on this machine, so there are none.
 * Every row computes every greek (:func:`fastgex._greeks_formulas.bsm_greeks`) and
-  stores only the wanted ones (an output of length 0 is not wanted; the test is
-  loop-invariant). An invalid row stores NaN.
+  stores only the wanted ones (loop-invariant flags). An invalid row stores NaN.
 * When a run had invalid rows they are walked again one by one to name each reason:
   no NaN leaves the kernel without a status code.
 """
@@ -56,9 +55,6 @@ from fastgex._kernel_common import (
 BLACK76 = False
 ROW_CARRY = False
 # --- end of switches ---
-
-#: Strips per parallel task (the strip buffers are allocated once per task).
-STRIPS_PER_TASK = 16
 
 
 @scalar_function
@@ -146,7 +142,6 @@ def row_status(row, strike, vol, time_to_expiry, option_code, forward, rate, div
 def _run_segment(
     base,
     length,
-    buffer_base,
     strike,
     vol,
     time_to_expiry,
@@ -158,20 +153,20 @@ def _run_segment(
     rate_value,
     dividend_value,
     min_time,
-    buffers,
+    scales,
+    outputs,
+    wanted,
 ):
-    """One underlying's rows ``base .. base+length`` into the strip buffers; invalid count.
-
-    Every value goes to its own strip buffer (``row - buffer_base``), unconditionally:
-    conditional stores into the caller's arrays, some of them empty, would fail LLVM's
-    runtime overlap checks and fall back to the scalar loop.
-    """
-    (buffer_price, buffer_delta, buffer_gamma, buffer_vega, buffer_theta, buffer_rho,
-     buffer_vanna, buffer_charm, buffer_vomma, buffer_speed) = buffers  # fmt: skip
+    """One underlying's rows ``base .. base+length``: the vectorized loop; invalid count."""
+    (out_price, out_delta, out_gamma, out_vega, out_theta,
+     out_rho, out_vanna, out_charm, out_vomma, out_speed) = outputs  # fmt: skip
+    (want_price, want_delta, want_gamma, want_vega, want_theta,
+     want_rho, want_vanna, want_charm, want_vomma, want_speed) = wanted  # fmt: skip
+    (scale_price, scale_delta, scale_gamma, scale_vega, scale_theta,
+     scale_rho, scale_vanna, scale_charm, scale_vomma, scale_speed) = scales  # fmt: skip
     invalid = 0
     for offset in range(length):
         row = base + offset
-        slot = row - buffer_base
         valid, price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed = _row_values(
             row,
             strike,
@@ -187,25 +182,28 @@ def _run_segment(
             min_time,
         )
         missing = np.nan
-        buffer_price[slot] = price if valid else missing
-        buffer_delta[slot] = delta if valid else missing
-        buffer_gamma[slot] = gamma if valid else missing
-        buffer_vega[slot] = vega if valid else missing
-        buffer_theta[slot] = theta if valid else missing
-        buffer_rho[slot] = rho if valid else missing
-        buffer_vanna[slot] = vanna if valid else missing
-        buffer_charm[slot] = charm if valid else missing
-        buffer_vomma[slot] = vomma if valid else missing
-        buffer_speed[slot] = speed if valid else missing
+        if want_price:
+            out_price[row] = price * scale_price if valid else missing
+        if want_delta:
+            out_delta[row] = delta * scale_delta if valid else missing
+        if want_gamma:
+            out_gamma[row] = gamma * scale_gamma if valid else missing
+        if want_vega:
+            out_vega[row] = vega * scale_vega if valid else missing
+        if want_theta:
+            out_theta[row] = theta * scale_theta if valid else missing
+        if want_rho:
+            out_rho[row] = rho * scale_rho if valid else missing
+        if want_vanna:
+            out_vanna[row] = vanna * scale_vanna if valid else missing
+        if want_charm:
+            out_charm[row] = charm * scale_charm if valid else missing
+        if want_vomma:
+            out_vomma[row] = vomma * scale_vomma if valid else missing
+        if want_speed:
+            out_speed[row] = speed * scale_speed if valid else missing
         invalid += 1 - np.int64(valid)
     return invalid
-
-
-@scalar_function
-def _store(buffer, out, scale, base, length):
-    """``out[base:base+length] = buffer[:length] * scale`` (a plain vectorized loop)."""
-    for offset in range(length):
-        out[base + offset] = buffer[offset] * scale
 
 
 @kernel
@@ -221,6 +219,7 @@ def run(
     dividend_yield,
     min_time,
     scales,
+    wanted,
     out_price,
     out_delta,
     out_gamma,
@@ -233,122 +232,104 @@ def run(
     out_speed,
     status_out,
 ):
-    """Greeks of every row into the wanted ``out_*`` arrays (length 0 = not wanted).
+    """Greeks of every row into the ``out_*`` arrays whose ``wanted`` flag is set.
 
+    Every ``out_*`` must be its own array of the row count, also those not wanted
+    (``np.empty``: they are never written, so never touched): LLVM vectorizes the loop
+    behind a runtime check that no two arrays overlap, and an overlap (one scratch array
+    passed twice, or short arrays next to each other) sends it to the scalar loop.
     ``spot`` is per underlying (unused with ``BLACK76``, whose rows read ``forward``);
     ``rate`` / ``dividend_yield`` are per row with ``ROW_CARRY``, else per underlying.
-    ``scales`` (10 floats, the order of ``GREEK_ORDER``) multiply the raw values.
+    ``scales`` (10 floats) and ``wanted`` (10 bools) follow ``GREEK_ORDER``.
     ``status_out`` (int8 per row) gets 0 for valid rows and the reason code of each
     invalid row, whose outputs are NaN. Returns the number of invalid rows.
     """
     n_rows = strike.size
     n_strips = (n_rows + STRIP_ROWS - 1) // STRIP_ROWS
-    n_tasks = (n_strips + STRIPS_PER_TASK - 1) // STRIPS_PER_TASK
-    invalid_per_task = np.zeros(n_tasks, dtype=np.int64)
-    for task in numba.prange(n_tasks):
-        # Ten separate strip buffers (distinct allocations, so LLVM's overlap checks pass).
-        buffers = (np.empty(STRIP_ROWS), np.empty(STRIP_ROWS), np.empty(STRIP_ROWS),
-                   np.empty(STRIP_ROWS), np.empty(STRIP_ROWS), np.empty(STRIP_ROWS),
-                   np.empty(STRIP_ROWS), np.empty(STRIP_ROWS), np.empty(STRIP_ROWS),
-                   np.empty(STRIP_ROWS))  # fmt: skip
-        task_invalid = 0
-        last_strip = min(n_strips, (task + 1) * STRIPS_PER_TASK)
-        for strip in range(task * STRIPS_PER_TASK, last_strip):
-            # Unsigned indices: no negative-index wraparound checks, so loops vectorize.
-            base = numba.uint64(strip * STRIP_ROWS)
-            length = numba.uint64(min(STRIP_ROWS, n_rows - strip * STRIP_ROWS))
-            first_underlying = underlying_id[base]
-            mixed = 0
-            for offset in range(length):
-                mixed += underlying_id[base + offset] != first_underlying
-            start = numba.uint64(0)
-            while start < length:
-                underlying = underlying_id[base + start]
-                stop = length
-                if mixed != 0:
-                    stop = start + numba.uint64(1)
-                    while stop < length and underlying_id[base + stop] == underlying:
-                        stop += numba.uint64(1)
-                spot_value = 1.0 if BLACK76 else spot[underlying]
-                rate_value = 0.0 if ROW_CARRY else rate[underlying]
-                dividend_value = 0.0 if ROW_CARRY else dividend_yield[underlying]
-                invalid = _run_segment(
-                    base + start,
-                    stop - start,
-                    base,
-                    strike,
-                    vol,
-                    time_to_expiry,
-                    option_code,
-                    forward,
-                    rate,
-                    dividend_yield,
-                    spot_value,
-                    rate_value,
-                    dividend_value,
-                    min_time,
-                    buffers,
-                )
+    outputs = (out_price, out_delta, out_gamma, out_vega, out_theta,
+               out_rho, out_vanna, out_charm, out_vomma, out_speed)  # fmt: skip
+    flags = (wanted[0], wanted[1], wanted[2], wanted[3], wanted[4],
+             wanted[5], wanted[6], wanted[7], wanted[8], wanted[9])  # fmt: skip
+    scale_values = (scales[0], scales[1], scales[2], scales[3], scales[4],
+                    scales[5], scales[6], scales[7], scales[8], scales[9])  # fmt: skip
+    invalid_per_strip = np.zeros(n_strips, dtype=np.int64)
+    for strip in numba.prange(n_strips):
+        # Unsigned indices: no negative-index wraparound checks, so loops vectorize.
+        base = numba.uint64(strip * STRIP_ROWS)
+        length = numba.uint64(min(STRIP_ROWS, n_rows - strip * STRIP_ROWS))
+        first_underlying = underlying_id[base]
+        mixed = 0
+        for offset in range(length):
+            mixed += underlying_id[base + offset] != first_underlying
+            status_out[base + offset] = 0
+        strip_invalid = 0
+        start = numba.uint64(0)
+        while start < length:
+            underlying = underlying_id[base + start]
+            stop = length
+            if mixed != 0:
+                stop = start + numba.uint64(1)
+                while stop < length and underlying_id[base + stop] == underlying:
+                    stop += numba.uint64(1)
+            spot_value = 1.0 if BLACK76 else spot[underlying]
+            rate_value = 0.0 if ROW_CARRY else rate[underlying]
+            dividend_value = 0.0 if ROW_CARRY else dividend_yield[underlying]
+            invalid = _run_segment(
+                base + start,
+                stop - start,
+                strike,
+                vol,
+                time_to_expiry,
+                option_code,
+                forward,
+                rate,
+                dividend_yield,
+                spot_value,
+                rate_value,
+                dividend_value,
+                min_time,
+                scale_values,
+                outputs,
+                flags,
+            )
+            if invalid != 0:  # name the reason of each invalid row, one by one
                 for offset in range(start, stop):
-                    status_out[base + offset] = 0
-                if invalid != 0:  # name the reason of each invalid row, one by one
-                    for offset in range(start, stop):
-                        row = base + offset
-                        flags = _row_values(
-                            row,
-                            strike,
-                            vol,
-                            time_to_expiry,
-                            option_code,
-                            forward,
-                            rate,
-                            dividend_yield,
-                            spot_value,
-                            rate_value,
-                            dividend_value,
-                            min_time,
-                        )
-                        if flags[0]:
-                            continue
-                        status = row_status(
-                            row,
-                            strike,
-                            vol,
-                            time_to_expiry,
-                            option_code,
-                            forward,
-                            rate,
-                            dividend_yield,
-                            spot_value,
-                            rate_value,
-                            dividend_value,
-                        )
-                        # Valid inputs but no finite result.
-                        status_out[row] = _NON_FINITE if status == 0 else status
-                task_invalid += invalid
-                start = stop
-            if out_price.size == n_rows:
-                _store(buffers[0], out_price, scales[0], base, length)
-            if out_delta.size == n_rows:
-                _store(buffers[1], out_delta, scales[1], base, length)
-            if out_gamma.size == n_rows:
-                _store(buffers[2], out_gamma, scales[2], base, length)
-            if out_vega.size == n_rows:
-                _store(buffers[3], out_vega, scales[3], base, length)
-            if out_theta.size == n_rows:
-                _store(buffers[4], out_theta, scales[4], base, length)
-            if out_rho.size == n_rows:
-                _store(buffers[5], out_rho, scales[5], base, length)
-            if out_vanna.size == n_rows:
-                _store(buffers[6], out_vanna, scales[6], base, length)
-            if out_charm.size == n_rows:
-                _store(buffers[7], out_charm, scales[7], base, length)
-            if out_vomma.size == n_rows:
-                _store(buffers[8], out_vomma, scales[8], base, length)
-            if out_speed.size == n_rows:
-                _store(buffers[9], out_speed, scales[9], base, length)
-        invalid_per_task[task] = task_invalid
-    return invalid_per_task.sum()
+                    row = base + offset
+                    row_flags = _row_values(
+                        row,
+                        strike,
+                        vol,
+                        time_to_expiry,
+                        option_code,
+                        forward,
+                        rate,
+                        dividend_yield,
+                        spot_value,
+                        rate_value,
+                        dividend_value,
+                        min_time,
+                    )
+                    if row_flags[0]:
+                        continue
+                    status = row_status(
+                        row,
+                        strike,
+                        vol,
+                        time_to_expiry,
+                        option_code,
+                        forward,
+                        rate,
+                        dividend_yield,
+                        spot_value,
+                        rate_value,
+                        dividend_value,
+                    )
+                    # Valid inputs but no finite result.
+                    status_out[row] = _NON_FINITE if status == 0 else status
+            strip_invalid += invalid
+            start = stop
+        invalid_per_strip[strip] = strip_invalid
+    return invalid_per_strip.sum()
 
 
 _SWITCH_NAMES = ("BLACK76", "ROW_CARRY")

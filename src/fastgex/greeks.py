@@ -295,14 +295,16 @@ def greeks(
     config = prepared.config
     run = _greeks_kernel.greeks_kernel(config.black76, config.row_carry)
     scales = _readonly(np.array([GREEK_UNITS[unit][name] for name in GREEK_ORDER]))
+    flags = _readonly(np.array([name in wanted for name in GREEK_ORDER]))
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
     statuses = []
-    empty = np.empty(0)
     for batch in prepared.work.to_batches():
         n_rows = batch.num_rows
         if n_rows == 0:
             continue
-        arrays = {name: np.empty(n_rows) for name in wanted}
+        # One array per greek, wanted or not: the unwanted ones are never written, so
+        # their pages are never touched (see the kernel on why they must exist).
+        arrays = {name: np.empty(n_rows) for name in GREEK_ORDER}
         status = np.zeros(n_rows, dtype=np.int8)
         run(
             _numpy(batch, "strike", np.float64),
@@ -318,7 +320,8 @@ def greeks(
             else _readonly(prepared.dividend_yield),
             min_time_to_expiry,
             scales,
-            *[arrays.get(name, empty) for name in GREEK_ORDER],
+            flags,
+            *[arrays[name] for name in GREEK_ORDER],
             status,
         )
         for name in wanted:
