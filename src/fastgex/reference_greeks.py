@@ -2,7 +2,7 @@
 
 The oracle that the greeks and implied-vol kernels are tested against: textbook closed
 forms, one contract at a time, with :func:`math.erfc` for the normal distribution. Like
-:mod:`fastgex.reference` it imports nothing from the rest of :mod:`fastgex`, so a bug
+``fastgex.reference`` it imports nothing from the rest of ``fastgex``, so a bug
 in a shared helper cannot hide on both sides of a comparison.
 
 Formulas (spot ``S``, strike ``K``, vol ``v``, years ``T``, rate ``r``, dividend yield
