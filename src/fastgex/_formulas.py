@@ -17,8 +17,9 @@ from fastgex._fastmath import (
     _MANTISSA_MASK,
     _SMALLEST_NORMAL,
     _TWO_POW_54,
+    atanh_series,
     bits_float,
-    fast_exp,
+    exp_of_number,
     float_bits,
 )
 from fastgex._jit import scalar_function
@@ -68,21 +69,8 @@ def _log_ratio_parts(numerator: float, denominator: float) -> tuple[float, float
 
 @scalar_function
 def _log_from_parts(exponent: float, ratio: float) -> float:
-    """``exponent ln2 + 2 atanh(ratio)`` for ``|ratio| <= 0.1716`` (11 odd terms)."""
-    # Estrin's scheme in ratio**2 (a shallow dependency chain, see fast_exp).
-    y = ratio * ratio
-    y2 = y * y
-    y4 = y2 * y2
-    y8 = y4 * y4
-    pair0 = 1.0 + (1.0 / 3.0) * y
-    pair1 = 1.0 / 5.0 + (1.0 / 7.0) * y
-    pair2 = 1.0 / 9.0 + (1.0 / 11.0) * y
-    pair3 = 1.0 / 13.0 + (1.0 / 15.0) * y
-    pair4 = 1.0 / 17.0 + (1.0 / 19.0) * y
-    quad0 = pair0 + pair1 * y2
-    quad1 = pair2 + pair3 * y2
-    quad2 = pair4 + (1.0 / 21.0) * y2
-    series = (quad0 + quad1 * y4) + quad2 * y8
+    """``exponent ln2 + 2 atanh(ratio)`` for ``|ratio| <= 0.1716``."""
+    series = atanh_series(ratio * ratio)
     return (exponent * _LN2_HIGH + 2.0 * ratio * series) + exponent * _LN2_LOW
 
 
@@ -113,7 +101,7 @@ def bsm_gamma(
     d1 = (
         log_moneyness + (rate - dividend_yield + 0.5 * vol * vol) * time_to_expiry
     ) * inverse_vol_sqrt_time
-    density = fast_exp(-dividend_yield * time_to_expiry - 0.5 * d1 * d1)
+    density = exp_of_number(-dividend_yield * time_to_expiry - 0.5 * d1 * d1)
     return INV_SQRT_TWO_PI * density * inverse_vol_sqrt_time * (1.0 / spot)
 
 
@@ -133,5 +121,5 @@ def black76_gamma(
     inverse_vol_sqrt_time = bottom * forward * shared
     log_moneyness = _log_from_parts(log_exponent, top * vol_sqrt_time * forward * shared)
     d1 = (log_moneyness + 0.5 * vol * vol * time_to_expiry) * inverse_vol_sqrt_time
-    density = fast_exp(-rate * time_to_expiry - 0.5 * d1 * d1)
+    density = exp_of_number(-rate * time_to_expiry - 0.5 * d1 * d1)
     return INV_SQRT_TWO_PI * density * bottom * shared
