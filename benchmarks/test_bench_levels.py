@@ -15,6 +15,7 @@ from conftest import best_of, kernel_inputs, record
 from fastgex import _kernels, _profile_kernel
 from fastgex._gex import _engine, _run, gex
 from fastgex._levels import levels, profile
+from fastgex._targets import resolve_targets
 from fastgex.reference import gex_pandas_scipy
 from fastgex.sample import sample_chain, sample_market
 
@@ -194,28 +195,36 @@ def test_bucket_overhead(benchmark, views):
     )
 
 
-def test_expiry_group_overhead(benchmark):
-    """The fused GEX pass alone: per-(strike, expiry) groups vs per-strike groups.
+@pytest.mark.parametrize("keyed_by", ["class", "expiry"])
+def test_expiry_group_overhead(benchmark, keyed_by):
+    """The fused GEX pass alone: bucket groups vs per-strike groups.
 
     Both time :func:`fastgex._gex._run` (group ids + the fused kernel) on one prepared
-    whole market: the kernel-level share of the bucket cost.
+    whole market: the kernel-level share of the bucket cost. ``class`` keys groups by
+    (underlying, strike, target class), as ``gex(buckets="default")`` does; ``expiry``
+    by (underlying, strike, expiry), as ``levels`` does for its strike x expiry surface.
     """
     market = sample_market()
     engine = _engine(market, by_expiry=True)
     prepared, config = engine.prepared, engine.kernel_config
     result = engine.result
+    targets = None
+    if keyed_by == "class":
+        targets = resolve_targets(prepared, prepared.work, "default", ("all",))
 
     def run(by_expiry):
         return _run(prepared, config, result.convention, result.unit, engine.min_time,
-                    True, False, by_expiry)  # fmt: skip
+                    True, False, by_expiry, targets if by_expiry else None)  # fmt: skip
 
     plain = best_of(lambda: run(False), repeat=5)
     run(True)
     benchmark.pedantic(run, args=(True,), rounds=5, iterations=1)
-    with_expiry = benchmark.stats.stats.min
+    with_buckets = benchmark.stats.stats.min
     record(
-        "expiry groups over per-strike groups in the fused GEX pass (whole market)",
+        f"bucket groups keyed by {keyed_by} over per-strike groups in the fused GEX pass "
+        "(whole market)",
         plain_seconds=plain,
-        bucketed_seconds=with_expiry,
-        overhead=with_expiry / plain - 1.0,
+        bucketed_seconds=with_buckets,
+        overhead=with_buckets / plain - 1.0,
+        groups=prepared.n_groups,
     )

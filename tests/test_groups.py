@@ -180,7 +180,18 @@ def test_gex_views_match_levels(chain):
     for name in ours.index:
         assert ours.loc[name, "total_gex"] == pytest.approx(theirs.loc[name, "total_gex"], 1e-12)
         assert ours.loc[name, "contracts"] == theirs.loc[name, "contracts"]
-    assert result.by_strike_bucket.equals(levels.by_strike)
+    # Same rows; the values agree to rounding (gex groups expiries by target class, levels
+    # keeps every expiry for its strike x expiry surface, so the sums run in another order).
+    ours_table, theirs_table = result.by_strike_bucket, levels.by_strike
+    assert ours_table.schema == theirs_table.schema
+    for name in ("underlying", "bucket", "strike", "contracts"):
+        assert ours_table.column(name).equals(theirs_table.column(name))
+    for name in ("call_gex", "put_gex", "net_gex", "cumulative_net_gex"):
+        mine = ours_table.column(name).to_numpy()
+        scale = float(np.abs(mine).max())
+        np.testing.assert_allclose(mine, theirs_table.column(name).to_numpy(), atol=1e-13 * scale)
+    for name in ("call_open_interest", "put_open_interest"):  # integer counts: exact
+        assert ours_table.column(name).equals(theirs_table.column(name))
 
 
 def test_gex_buckets_on_the_whole_market_match_per_underlying_runs():
@@ -240,3 +251,37 @@ def test_snapshot_is_after_some_expiries(chain):
     buckets = result.by_bucket.to_pandas().set_index("bucket")
     assert buckets.loc["all", "contracts"] == chain.num_rows - result.dropped_count
     assert "expired" not in buckets.index
+
+
+def test_buckets_without_the_strike_table(chain):
+    """``by_strike=False`` still sums per bucket (the groups are needed for the buckets)."""
+    without = fastgex.gex(chain, buckets="default", by_strike=False)
+    with_table = fastgex.gex(chain, buckets="default")
+    assert without.by_strike is None
+    assert without.by_bucket.equals(with_table.by_bucket)
+    assert without.by_strike_bucket.equals(with_table.by_strike_bucket)
+
+
+def test_expiries_sharing_targets_are_grouped_once(chain):
+    """Groups are keyed by target class: fewer groups than (strike, expiry) pairs, same sums."""
+    from fastgex._gex import _engine
+
+    engine = _engine(chain, buckets="default", views=("all", "ex_next_expiry"))
+    prepared = engine.prepared
+    strike_expiry_pairs = len(
+        set(
+            zip(
+                chain.column("strike").to_pylist(),
+                chain.column("expiration").to_pylist(),
+                strict=True,
+            )
+        )
+    )
+    assert prepared.group_class_bits is not None
+    assert prepared.n_groups < strike_expiry_pairs
+    frame = _labelled_contracts(chain)
+    by_bucket = engine.result.by_bucket.to_pandas().set_index("bucket")
+    expected = frame.groupby("bucket")["gex"].sum()
+    scale = 1e-12 * float(np.abs(frame["gex"]).sum())
+    for name, total in expected.items():
+        assert abs(by_bucket.loc[name, "total_gex"] - total) <= scale

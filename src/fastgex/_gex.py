@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from fastgex import _group_kernels, _kernels
 from fastgex._chain import ALIASES, read_chain
 from fastgex._errors import ChainError, InvalidRowsError
-from fastgex._targets import resolve_targets, target_sums, underlying_ranks
+from fastgex._targets import Targets, resolve_targets, target_sums, underlying_ranks
 from fastgex._timing import (
     parse_settlement,
     settlement_codes,
@@ -396,8 +396,19 @@ def _engine(
         "model": "black76" if prepared.config.black76 else "bsm",
     }
     config = dataclasses.replace(prepared.config, unit_power=unit.price_power)
+    # Buckets and views are decided before the pass, so its groups are keyed by target
+    # class (fewer groups than expiries).
+    targets = resolve_targets(prepared, prepared.work, buckets, views) if with_targets else None
     accumulated = _run(
-        prepared, config, convention, unit, min_time_to_expiry, by_strike, per_contract, by_expiry
+        prepared,
+        config,
+        convention,
+        unit,
+        min_time_to_expiry,
+        by_strike or with_targets,
+        per_contract,
+        by_expiry,
+        targets,
     )
     _check_finite(prepared, accumulated)
     result = _assemble(
@@ -412,7 +423,7 @@ def _engine(
         settings,
     )
     if with_targets:
-        result = _add_targets(result, prepared, accumulated, buckets, views, by_strike)
+        result = _add_targets(result, prepared, accumulated, targets, buckets, views, by_strike)
     if on_invalid == "raise" and result.dropped_count:
         summary = ", ".join(
             f"{row['underlying']}/{row['reason']}: {row['count']}"
@@ -431,11 +442,13 @@ def reported_underlyings(names: list[str | None], rows: np.ndarray) -> list[int]
     return sorted(real, key=lambda index: names[index])
 
 
-def _add_targets(result, prepared, accumulated, buckets, views, by_strike) -> GexResult:
+def _add_targets(result, prepared, accumulated, targets, buckets, views, by_strike) -> GexResult:
     """``result`` with ``by_bucket`` / ``by_strike_bucket`` (and ``by_strike``) from groups."""
-    targets = resolve_targets(prepared, accumulated.work, buckets, views)
     order = reported_underlyings(prepared.names, accumulated.rows)
-    sums = target_sums(prepared, accumulated, targets, order)
+    bits = None
+    if prepared.group_class_bits is not None:
+        bits = prepared.group_class_bits[prepared.group_expiry]
+    sums = target_sums(prepared, accumulated, targets, order, bits)
     position, target = np.nonzero(sums.contracts)  # (underlying, target) order
     calls = sums.totals[position, target, 0]
     puts = sums.totals[position, target, 1]
@@ -460,11 +473,12 @@ def _add_targets(result, prepared, accumulated, buckets, views, by_strike) -> Ge
     }
     by_strike_table = None
     if by_strike:  # the plain per-strike table is the "all" view's
-        table = sums.strike_table
-        if "all" not in targets.names:
+        if "all" in targets.names:
+            table = sums.one_target(targets.names.index("all"))
+        else:
             only_all = resolve_targets(prepared, accumulated.work, None, ("all",))
-            table = target_sums(prepared, accumulated, only_all, order).strike_table
-        table = table.filter(pc.equal(table.column("bucket"), "all"))
+            every_group = np.ones(prepared.n_groups, dtype=np.uint64)  # "all" has them all
+            table = target_sums(prepared, accumulated, only_all, order, every_group).strike_table
         by_strike_table = table.select(BY_STRIKE_SCHEMA.names).cast(BY_STRIKE_SCHEMA)
     return dataclasses.replace(
         result,
@@ -496,6 +510,8 @@ class _Prepared:
     group_underlying: np.ndarray | None = None
     group_strike: np.ndarray | None = None
     group_expiry: np.ndarray | None = None
+    #: With groups keyed by target class: each class's target mask (else None).
+    group_class_bits: np.ndarray | None = None
 
 
 def _require(table: pa.Table, name: str, why: str) -> pa.ChunkedArray:
@@ -858,18 +874,25 @@ def _compensated_add(total: np.ndarray, compensation: np.ndarray, values: np.nda
     total[...] = new_total
 
 
-def _assign_groups(prepared: _Prepared, work: pa.Table, by_expiry: bool) -> pa.ChunkedArray:
+def _assign_groups(
+    prepared: _Prepared, work: pa.Table, by_expiry: bool, targets: Targets | None = None
+) -> pa.ChunkedArray:
     """Group id per row for (underlying, strike) or (underlying, strike, expiry).
 
     ``work`` is in kernel order (grouped by underlying), so ids numbered by first
     appearance keep each kernel block's range of group ids tight. Rows without an
-    expiration share the expiry code ``n_expiries``.
+    expiration share the expiry code ``n_expiries``. With ``targets`` (and dates) the
+    third key is the row's target class instead of its expiry, and
+    ``prepared.group_class_bits`` gets each class's target mask.
     """
     uid = _column_numpy(work, "uid", np.int32, 0)
     strike = _column_numpy(work, "strike", np.float64, np.nan)
     expiry = np.empty(0, dtype=np.int32)
+    prepared.group_class_bits = None
     if by_expiry and prepared.expiry_instants is not None:
         expiry = _column_numpy(work, "expiry", np.int32, len(prepared.expiry_instants))
+        if targets is not None:
+            expiry, prepared.group_class_bits = targets.row_classes(uid, expiry)
     group_id, underlying, strike_bits, group_expiry = _group_kernels.group_ids(
         uid, strike.view(np.uint64), expiry, max(1, len(prepared.names))
     )
@@ -890,7 +913,15 @@ def _column_numpy(table: pa.Table, name: str, dtype, fill) -> np.ndarray:
 
 
 def _run(
-    prepared, config, convention, unit, min_time, by_strike, per_contract, by_expiry=False
+    prepared,
+    config,
+    convention,
+    unit,
+    min_time,
+    by_strike,
+    per_contract,
+    by_expiry=False,
+    targets=None,
 ) -> _Accumulated:
     n_underlyings = len(prepared.names)
     kernel = _kernels.gex_kernel(config)
@@ -899,7 +930,7 @@ def _run(
     if order is not None:
         work = work.take(order)
     if by_strike:
-        work = work.append_column("gid", _assign_groups(prepared, work, by_expiry))
+        work = work.append_column("gid", _assign_groups(prepared, work, by_expiry, targets))
     call_sign, put_sign = convention.signs
     spot = _readonly(prepared.spot)
     rate = _readonly(prepared.rate)

@@ -2,6 +2,8 @@
 
 * :func:`group_ids` - the (underlying, strike[, expiry]) group of every row, before the
   GEX kernel sums per group.
+* :func:`pair_ids` - the distinct (underlying, expiry) pairs of the rows, whose bucket and
+  view membership is then decided once per pair.
 * :func:`order_groups` - groups ordered by underlying then strike, cut into runs of one
   (underlying, strike).
 * :func:`target_strike_table` - per (underlying, bucket / view, strike) and per
@@ -93,6 +95,30 @@ def group_ids(underlying_id, strike_bits, expiry, n_underlyings):
         group_strike_bits[:n_groups],
         group_expiry[:n_groups],
     )
+
+
+@kernel(parallel=False)
+def pair_ids(key_underlying, key_expiry, n_expiries, n_cells):
+    """Number the distinct ``underlying * n_expiries + expiry`` keys by first appearance.
+
+    One pass with a dense ``n_cells`` table (the caller bounds it). Returns
+    ``(pair_of_key, pair_keys)``: the int32 pair of each key and each pair's key.
+    """
+    where = np.full(n_cells, -1, dtype=np.int32)
+    n_keys = key_underlying.size
+    pair_of_key = np.empty(n_keys, dtype=np.int32)
+    pair_keys = np.empty(n_keys, dtype=np.int64)
+    n_pairs = 0
+    for index in range(n_keys):
+        key = numba.int64(key_underlying[index]) * n_expiries + key_expiry[index]
+        pair = where[key]
+        if pair < 0:
+            pair = n_pairs
+            where[key] = pair
+            pair_keys[pair] = key
+            n_pairs += 1
+        pair_of_key[index] = pair
+    return pair_of_key, pair_keys[:n_pairs].copy()
 
 
 @kernel

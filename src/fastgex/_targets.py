@@ -88,29 +88,47 @@ class Targets:
                 member[:, position] = self.expiry_label[pair_expiry] == code
         return member
 
-    def group_bits(self, group_underlying: np.ndarray, group_expiry: np.ndarray) -> np.ndarray:
-        """Membership of each (underlying, strike, expiry) group as a uint64 bit mask.
+    def pair_bits(
+        self, key_underlying: np.ndarray, key_expiry: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Membership of (underlying, expiry code) keys, as uint64 bit masks per pair.
 
-        Decided on the distinct (underlying, expiry) pairs (a dense table when small),
-        then gathered per group.
+        Returns ``(pair_of_key, bits)``: the distinct pair of each key and each pair's
+        mask (bit ``t`` for target ``t``). Decided once per distinct pair (found with a
+        dense table when small), never per key.
         """
         n_expiries = self.n_expiries
-        keys = group_underlying.astype(np.int64) * n_expiries + group_expiry
-        n_underlyings = int(group_underlying.max()) + 1 if group_underlying.size else 0
+        n_underlyings = int(key_underlying.max()) + 1 if key_underlying.size else 0
         cells = n_underlyings * n_expiries
         if cells <= _DENSE_PAIRS:
-            present = np.zeros(cells, dtype=np.bool_)
-            present[keys] = True
-            pairs = np.flatnonzero(present)
-            where = np.zeros(cells, dtype=np.int64)
-            where[pairs] = np.arange(pairs.size)
-            pair_of_group = where[keys]
+            pair_of_key, pairs = _group_kernels.pair_ids(
+                key_underlying, key_expiry, n_expiries, cells
+            )
         else:
-            pairs, pair_of_group = np.unique(keys, return_inverse=True)
+            keys = key_underlying.astype(np.int64) * n_expiries + key_expiry
+            pairs, pair_of_key = np.unique(keys, return_inverse=True)
         member = self.members(pairs // n_expiries, pairs % n_expiries)
         weights = np.left_shift(np.uint64(1), np.arange(len(self.names), dtype=np.uint64))
-        pair_bits = (member.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
-        return pair_bits[pair_of_group]
+        bits = (member.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+        return pair_of_key, bits
+
+    def group_bits(self, group_underlying: np.ndarray, group_expiry: np.ndarray) -> np.ndarray:
+        """Membership of each (underlying, strike, expiry) group as a uint64 bit mask."""
+        pair_of_group, bits = self.pair_bits(group_underlying, group_expiry)
+        return bits[pair_of_group]
+
+    def row_classes(self, uid: np.ndarray, expiry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row the *class* of its (underlying, expiry) pair, and per class its bits.
+
+        A class is a distinct membership mask: every expiry of one underlying that
+        falls in the same buckets and views. Grouping rows by (underlying, strike,
+        class) instead of (underlying, strike, expiry) gives the same per-target sums
+        with fewer groups (the sample market: 2.1-2.4x fewer), which is what the group
+        steps after the kernel scale with.
+        """
+        pair_of_row, bits = self.pair_bits(uid, expiry)
+        class_bits, pair_class = np.unique(bits, return_inverse=True)
+        return pair_class.astype(np.int32)[pair_of_row], class_bits
 
 
 #: Largest (underlyings x expiries) table used to find the distinct pairs without sorting.
@@ -219,6 +237,11 @@ class TargetSums:
     totals: np.ndarray  # (len(order), targets, 2): call / put GEX per reported underlying
     contracts: np.ndarray  # (len(order), targets)
     strike_table: pa.Table  # BY_STRIKE_BUCKET_SCHEMA, ordered underlying, target, strike
+    row_target: np.ndarray  # per strike_table row: its target's index
+
+    def one_target(self, target: int) -> pa.Table:
+        """The rows of ``strike_table`` for one target (a numeric mask, not a string compare)."""
+        return self.strike_table.filter(pa.array(self.row_target == target))
 
 
 def target_sums(
@@ -226,17 +249,20 @@ def target_sums(
     accumulated: Any,
     targets: Targets,
     order: Sequence[int],
+    bits: np.ndarray | None = None,
 ) -> TargetSums:
-    """Reduce the (underlying, strike, expiry) group sums to every target.
+    """Reduce the (underlying, strike, expiry or class) group sums to every target.
 
     ``order`` lists the underlying ids to report, in output order; totals are indexed
-    by position in it.
+    by position in it. ``bits`` is each group's target mask when the groups are keyed
+    by class (:meth:`Targets.row_classes`); by default it comes from their expiries.
     """
     group_underlying = prepared.group_underlying
-    group_expiry = prepared.group_expiry
-    if group_expiry is None:  # chains without dates: every group has "no expiration"
-        group_expiry = np.full(group_underlying.size, targets.n_expiries - 1, dtype=np.int64)
-    bits = targets.group_bits(group_underlying, group_expiry)
+    if bits is None:
+        group_expiry = prepared.group_expiry
+        if group_expiry is None:  # chains without dates: every group has "no expiration"
+            group_expiry = np.full(group_underlying.size, targets.n_expiries - 1, dtype=np.int64)
+        bits = targets.group_bits(group_underlying, group_expiry)
     rank = underlying_ranks(prepared.names, order)
     group_rank = rank[group_underlying]
     group_order, run_starts = _group_kernels.order_groups(
@@ -274,4 +300,6 @@ def target_sums(
         },
         schema=BY_STRIKE_BUCKET_SCHEMA,
     )
-    return TargetSums(totals=totals, contracts=total_contracts, strike_table=table)
+    return TargetSums(
+        totals=totals, contracts=total_contracts, strike_table=table, row_target=out_target
+    )
