@@ -335,7 +335,10 @@ def test_failed_python_start_is_a_status(capi):
 
 
 def test_fastgex_missing_from_path_is_a_status(capi, tmp_path):
-    env = {**os.environ, "FASTGEX_PYTHONPATH": str(tmp_path)}
+    # This environment's python3 first on PATH: left to itself the embedded interpreter
+    # would find it and take its virtualenv's site-packages (which hold fastgex).
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "FASTGEX_PYTHONPATH": str(tmp_path), "PATH": path}
     env.pop("PYTHONPATH", None)
     base = Path(sys.base_prefix) / "bin" / "python3"
     if base.exists() and _run([base, "-c", "import fastgex"]).returncode == 0:

@@ -159,6 +159,11 @@ def default_paths() -> list[str]:
     return unique
 
 
+def _base_executable() -> str:
+    """The interpreter behind this one (outside any virtualenv: no pyvenv.cfg next to it)."""
+    return str(getattr(sys, "_base_executable", None) or sys.executable)
+
+
 def _c_string(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
@@ -229,6 +234,7 @@ def build(
         [
             f"#define FASTGEX_BAKED_VERSION {_c_string(fastgex.__version__)}",
             f"#define FASTGEX_BAKED_HOME {_c_string(home)}",
+            f"#define FASTGEX_BAKED_PROGRAM {_c_string(_base_executable())}",
             f"#define FASTGEX_BAKED_PATHS {_c_string(':'.join(site_paths))}",
         ]
     )

@@ -112,10 +112,16 @@ static int fastgex__start_python(void) {
   config.parse_argv = 0;
   PyStatus status = PyStatus_Ok();
 
+  /* Not the host's environment: left alone, Python would look for "python3" on PATH and
+   * take the site-packages of whatever virtualenv that belongs to, and the user's
+   * ~/.local site-packages; the build's base interpreter and site dirs are used instead. */
+  config.user_site_directory = 0;
+  status = PyConfig_SetBytesString(&config, &config.program_name, FASTGEX_BAKED_PROGRAM);
   const char* home = getenv("FASTGEX_PYTHONHOME");
   if (home == NULL || home[0] == '\0') home = getenv("PYTHONHOME");
   if (home == NULL || home[0] == '\0') home = FASTGEX_BAKED_HOME;
-  if (home[0] != '\0') status = PyConfig_SetBytesString(&config, &config.home, home);
+  if (!PyStatus_Exception(status) && home[0] != '\0')
+    status = PyConfig_SetBytesString(&config, &config.home, home);
 
   const char* paths = getenv("FASTGEX_PYTHONPATH");
   if (paths == NULL) paths = FASTGEX_BAKED_PATHS;
