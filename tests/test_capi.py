@@ -390,6 +390,8 @@ def test_chains_streamed_from_python(capi):
     assert levels["status"] == 0, levels
     assert levels["got"] == levels["expected"]
     assert levels["profile"] == levels["expected_profile"]
+    assert levels["by_strike"] == levels["expected_by_strike"]
+    assert len(levels["by_strike"]) > 10
 
 
 # ---- the Python side without C: options parsing and the raw kernels ----------------------

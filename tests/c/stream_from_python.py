@@ -84,21 +84,25 @@ def main(library_path: str) -> None:
     chain.__arrow_c_stream__  # noqa: B018 (the protocol the test is about)
     pa.RecordBatchReader.from_stream(chain)._export_to_c(int(ffi.cast("uintptr_t", stream)))
     levels_out = ffi.new("struct ArrowArrayStream*")
+    strikes_out = ffi.new("struct ArrowArrayStream*")
     profile_out = ffi.new("struct ArrowArrayStream*")
     status = library.fastgex_levels(
-        address(stream), ctypes.byref(levels_options), address(levels_out), None,
-        address(profile_out),
+        address(stream), ctypes.byref(levels_options), address(levels_out),
+        address(strikes_out), address(profile_out),
     )  # fmt: skip
     report["levels"] = {"status": status}
     if status == 0:
         levels_table = pa.RecordBatchReader._import_from_c(int(ffi.cast("uintptr_t", levels_out)))
         profile = pa.RecordBatchReader._import_from_c(int(ffi.cast("uintptr_t", profile_out)))
+        strikes = pa.RecordBatchReader._import_from_c(int(ffi.cast("uintptr_t", strikes_out)))
         expected_levels = fastgex.levels(chain, n_levels=21)
         report["levels"].update(
             got=levels_table.read_all().to_pylist(),
             expected=expected_levels.levels.to_pylist(),
             profile=profile.read_all().to_pylist(),
             expected_profile=expected_levels.profile.to_pylist(),
+            by_strike=strikes.read_all().to_pylist(),
+            expected_by_strike=expected_levels.by_strike.to_pylist(),
         )
     else:
         report["levels"]["error"] = library.fastgex_last_error().decode()
