@@ -47,3 +47,13 @@ def test_published_figure_in_methodology_example(chains_dir):
     exec("\n".join(statements), namespace)
     value = eval(last.split("#")[0], namespace)
     assert round(value, 2) == -11.00
+
+
+def test_osi_example_in_schema_page():
+    (block,) = [b for b in _blocks("schema.md") if "parse_osi" in b]
+    namespace: dict = {}
+    exec(compile(block, "schema.md example", "exec"), namespace)
+    chain = namespace["chain"]
+    assert chain.column("underlying").to_pylist() == ["SPXW", "SPXW"]
+    assert chain.column("strike").to_pylist() == [4700.0, 4600.0]
+    assert chain.column("option_type").to_pylist() == ["C", "P"]

@@ -281,10 +281,12 @@ def test_units_scale_by_spot(table):
     shares = gex(table, unit="shares_per_dollar")
     per_point = gex(table, unit="dollars_per_point")
     per_pct = gex(table, unit="dollars_per_1pct")
+    units_pct = gex(table, unit="units_per_1pct")
     for name, row in by_name(shares).items():
         spot = SPOTS[name]
         assert_parts_close(by_name(per_point)[name], row, factor=spot)
         assert_parts_close(by_name(per_pct)[name], row, factor=spot * spot * 0.01)
+        assert_parts_close(by_name(units_pct)[name], row, factor=spot * 0.01)
     for key, row in by_key(shares).items():
         spot = SPOTS[key[0]]
         for name in ("call_gex", "put_gex"):

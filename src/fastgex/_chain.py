@@ -69,7 +69,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "dealer_position": ("dealer_position", "dealer_contracts", "position"),
 }
 
-FORMATS = ("auto", "cboe", "parquet", "arrow", "csv")
+FORMATS = ("auto", "cboe", "deribit", "parquet", "arrow", "csv")
 
 
 def _squash(name: str) -> str:
@@ -98,9 +98,10 @@ def read_chain(
         ``__arrow_c_stream__`` or ``__arrow_c_array__`` (polars, DuckDB, nanoarrow);
         a pandas DataFrame; or a path (str or path-like) to a Parquet, Arrow IPC /
         Feather, CSV, or CBOE delayed-quote CSV / JSON file.
-    format : {"auto", "cboe", "parquet", "arrow", "csv"}
+    format : {"auto", "cboe", "deribit", "parquet", "arrow", "csv"}
         File format for paths. ``auto`` uses the extension and sniffs CSV/JSON files
-        for the CBOE layout.
+        for the CBOE and Deribit layouts; the format used is in the table's schema
+        metadata under ``fastgex.format``.
     columns : mapping of str to str, optional
         Renames from the source's column names to canonical names (e.g.
         ``{"Strike Px": "strike"}``). Unmapped columns are matched against
@@ -218,6 +219,13 @@ def _is_pandas(source: Any) -> bool:
 
 
 def _read_path(path: Path, format: str) -> pa.Table:
+    table, chosen = _read_path_as(path, format)
+    metadata = dict(table.schema.metadata or {})
+    metadata.setdefault(b"fastgex.format", chosen.encode())
+    return table.replace_schema_metadata(metadata)
+
+
+def _read_path_as(path: Path, format: str) -> tuple[pa.Table, str]:
     if not path.exists():
         raise FileNotFoundError(f"chain file not found: {path}")
     suffix = path.suffix.lower()
@@ -226,6 +234,8 @@ def _read_path(path: Path, format: str) -> pa.Table:
             format = "parquet"
         elif suffix in (".arrow", ".feather", ".ipc", ".arrows"):
             format = "arrow"
+        elif suffix == ".json" and _looks_like_deribit(path):
+            format = "deribit"
         elif suffix == ".json" or _looks_like_cboe(path):
             format = "cboe"
         elif suffix in (".csv", ".txt", ".gz"):
@@ -238,16 +248,20 @@ def _read_path(path: Path, format: str) -> pa.Table:
     if format == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path)
+        return pq.read_table(path), format
     if format == "arrow":
-        return _read_ipc(path)
+        return _read_ipc(path), format
     if format == "cboe":
         from fastgex.io.cboe import read_cboe
 
-        return read_cboe(path)
+        return read_cboe(path), format
+    if format == "deribit":
+        from fastgex.io.deribit import read_deribit
+
+        return read_deribit(path), format
     import pyarrow.csv as pacsv
 
-    return pacsv.read_csv(path)
+    return pacsv.read_csv(path), format
 
 
 def _read_ipc(path: Path) -> pa.Table:
@@ -259,6 +273,13 @@ def _read_ipc(path: Path) -> pa.Table:
     except pa.ArrowInvalid:
         with ipc.open_stream(path) as reader:
             return reader.read_all()
+
+
+def _looks_like_deribit(path: Path) -> bool:
+    """A Deribit book summary: JSON records named by ``instrument_name``."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    return b'"instrument_name"' in head
 
 
 def _looks_like_cboe(path: Path) -> bool:

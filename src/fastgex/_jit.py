@@ -65,6 +65,70 @@ def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
     return decorate(function)
 
 
+def c_function(signature: Any) -> Callable[[FunctionT], Any]:
+    """Compile a C-callable function (``numba.cfunc``); its ``.address`` is the C pointer."""
+
+    def decorate(function: FunctionT) -> Any:
+        return numba.cfunc(
+            signature, cache=CACHE, error_model="numpy", fastmath=set(FASTMATH_FLAGS)
+        )(function)
+
+    return decorate
+
+
 def threads() -> int:
     """Number of threads the parallel kernels use."""
     return int(numba.get_num_threads())
+
+
+#: CUDA device functions made by :func:`device_function`, by the Python function they
+#: compile (one device version of each scalar function per process).
+_DEVICE_FUNCTIONS: dict[Callable[..., Any], Any] = {}
+
+
+def device_function(
+    function: Callable[..., Any], substitutes: dict[Callable[..., Any], Any] | None = None
+) -> Any:
+    """The ``numba.cuda`` device function compiled from a scalar function's own body.
+
+    ``function`` is a :func:`scalar_function` / :func:`exact_function` dispatcher (or a
+    plain function). Its Python body (``py_func``) is compiled with
+    ``numba.cuda.jit(device=True)`` after every global it calls that is itself a Numba
+    dispatcher is swapped for that dispatcher's device version (recursively), and every
+    global found in ``substitutes`` for its replacement (e.g. the float/bit
+    reinterpretation, whose CPU version is an ``@intrinsic``). The math is the same
+    source as the CPU kernels; only the target differs. ``numba.cuda`` is imported here,
+    lazily: nothing needs CUDA until a device function is asked for.
+    """
+    import types
+
+    from numba import cuda
+
+    python_function = getattr(function, "py_func", function)
+    made = _DEVICE_FUNCTIONS.get(python_function)
+    if made is not None:
+        return made
+    substitutes = substitutes or {}
+    namespace = dict(python_function.__globals__)
+    for name in python_function.__code__.co_names:
+        value = namespace.get(name)
+        if value is None:
+            continue
+        try:
+            replacement = substitutes.get(value)
+        except TypeError:  # unhashable globals are never substituted
+            replacement = None
+        if replacement is not None:
+            namespace[name] = replacement
+        elif isinstance(value, numba.core.registry.CPUDispatcher):
+            namespace[name] = device_function(value, substitutes)
+    rebound = types.FunctionType(
+        python_function.__code__,
+        namespace,
+        python_function.__name__,
+        python_function.__defaults__,
+        python_function.__closure__,
+    )
+    made = cuda.jit(device=True)(rebound)
+    _DEVICE_FUNCTIONS[python_function] = made
+    return made

@@ -44,21 +44,33 @@ class Unit(str, Enum):
     ``DOLLARS_PER_1PCT`` (default): ``sign * OI * m * gamma * P**2 * 0.01``, dollars
     of underlying dealers trade for a 1% move. ``DOLLARS_PER_POINT``:
     ``sign * OI * m * gamma * P``. ``SHARES_PER_DOLLAR``: ``sign * OI * m * gamma``.
+    ``UNITS_PER_1PCT``: ``sign * OI * m * gamma * P * 0.01``, units of the underlying
+    (shares, or coins for crypto options) dealers trade for a 1% move. "Dollars" are
+    the currency the prices are quoted in (USD for Deribit).
     """
 
     DOLLARS_PER_1PCT = "dollars_per_1pct"
     DOLLARS_PER_POINT = "dollars_per_point"
     SHARES_PER_DOLLAR = "shares_per_dollar"
+    UNITS_PER_1PCT = "units_per_1pct"
 
     @property
     def price_power(self) -> int:
         """Power of the price in the unit factor."""
-        return {"dollars_per_1pct": 2, "dollars_per_point": 1, "shares_per_dollar": 0}[self.value]
+        return _UNIT_FACTORS[self][0]
 
     @property
     def scale(self) -> float:
         """Constant factor of the unit (0.01 for a 1% move)."""
-        return 0.01 if self is Unit.DOLLARS_PER_1PCT else 1.0
+        return _UNIT_FACTORS[self][1]
+
+
+_UNIT_FACTORS = {
+    Unit.DOLLARS_PER_1PCT: (2, 0.01),
+    Unit.DOLLARS_PER_POINT: (1, 1.0),
+    Unit.SHARES_PER_DOLLAR: (0, 1.0),
+    Unit.UNITS_PER_1PCT: (1, 0.01),
+}
 
 
 class GammaSource(str, Enum):

@@ -77,7 +77,12 @@ CONVENTIONS: dict[str, tuple[float, float]] = {
 }
 """Named dealer sign conventions: ``name -> (call_sign, put_sign)``."""
 
-UNITS: tuple[str, ...] = ("dollars_per_1pct", "dollars_per_point", "shares_per_dollar")
+UNITS: tuple[str, ...] = (
+    "dollars_per_1pct",
+    "dollars_per_point",
+    "shares_per_dollar",
+    "units_per_1pct",
+)
 """Names of the GEX units, see :func:`unit_factor`."""
 
 GAMMA_SOURCES: tuple[str, ...] = ("model", "column")
@@ -228,7 +233,8 @@ def unit_factor(price: float, unit: str) -> float:
 
         - ``"dollars_per_1pct"``: dollars of delta per 1 % move, ``price**2 * 0.01``;
         - ``"dollars_per_point"``: dollars of delta per 1-point move, ``price``;
-        - ``"shares_per_dollar"``: shares (units) of delta per 1-point move, ``1``.
+        - ``"shares_per_dollar"``: shares (units) of delta per 1-point move, ``1``;
+        - ``"units_per_1pct"``: shares (units, coins) of delta per 1 % move, ``price * 0.01``.
 
     Returns
     -------
@@ -246,6 +252,8 @@ def unit_factor(price: float, unit: str) -> float:
         return price
     if unit == "shares_per_dollar":
         return 1.0
+    if unit == "units_per_1pct":
+        return price * 0.01
     raise ValueError(f"unknown unit {unit!r}; expected one of {UNITS}")
 
 

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from fastgex._formulas import black76_gamma, bsm_gamma
-from fastgex._jit import CACHE, FASTMATH_FLAGS, kernel, scalar_function
+from fastgex._jit import c_function, kernel, scalar_function
 from fastgex._kernels import KernelConfig, gex_kernel, rows_per_block
 from fastgex.conventions import Unit
 
@@ -144,10 +144,9 @@ _BLACK76_SIGNATURE = numba.float64(
 )
 
 
-# numba.cfunc is the one decorator not in fastgex._jit (it makes a C entry point, not a
-# kernel); it takes that module's cache and floating-point policy (the inlined formula
-# then rounds as it does in the kernels).
-@numba.cfunc(_GAMMA_SIGNATURE, cache=CACHE, error_model="numpy", fastmath=set(FASTMATH_FLAGS))
+# C entry points through fastgex._jit.c_function: the kernels' cache and floating-point
+# policy, so the inlined formula rounds as it does in the kernels.
+@c_function(_GAMMA_SIGNATURE)
 def gamma_cfunc(spot, strike, vol, time_to_expiry, rate, dividend_yield):
     """C-callable BSM gamma: NaN unless spot, strike, vol and time are positive and finite."""
     if not (
@@ -162,7 +161,7 @@ def gamma_cfunc(spot, strike, vol, time_to_expiry, rate, dividend_yield):
     return bsm_gamma(spot, strike, vol, time_to_expiry, rate, dividend_yield)
 
 
-@numba.cfunc(_BLACK76_SIGNATURE, cache=CACHE, error_model="numpy", fastmath=set(FASTMATH_FLAGS))
+@c_function(_BLACK76_SIGNATURE)
 def black76_gamma_cfunc(forward, strike, vol, time_to_expiry, rate):
     """C-callable Black-76 gamma: NaN unless forward, strike, vol and time are valid."""
     if not (

@@ -1,5 +1,14 @@
-"""Readers that turn option-chain files into Arrow tables."""
+"""Readers that turn option-chain files and option symbols into Arrow tables."""
 
 from fastgex.io.cboe import read_cboe, read_cboe_csv, read_cboe_json
+from fastgex.io.deribit import read_deribit
+from fastgex.io.symbols import parse_deribit, parse_osi
 
-__all__ = ["read_cboe", "read_cboe_csv", "read_cboe_json"]
+__all__ = [
+    "parse_deribit",
+    "parse_osi",
+    "read_cboe",
+    "read_cboe_csv",
+    "read_cboe_json",
+    "read_deribit",
+]
