@@ -269,3 +269,19 @@ def test_reference_bisection_agrees():
                       spot=100.0, rate=0.02, dividend_yield=0.01).implied_vol  # fmt: skip
     assert float(got) == pytest.approx(expected, abs=1e-12)
     assert math.isnan(ref.implied_vol_bisection(1e9, 100.0, 110.0, 0.75))
+
+
+def test_bad_spot_rates_and_forwards():
+    bsm = implied_vol(price=5.0, strike=100.0, time_to_expiry=0.5, option_type="C",
+                      spot=[100.0, -1.0, np.nan, 100.0, 100.0],
+                      rate=[0.01, 0.01, 0.01, np.inf, 1e5])  # fmt: skip
+    assert bsm.reason.to_pylist() == [
+        None,
+        "invalid_spot",
+        "invalid_spot",
+        "invalid_rate",
+        "invalid_rate",  # finite, but e^{-rT} underflows
+    ]
+    black = implied_vol(price=5.0, strike=100.0, time_to_expiry=0.5, option_type="P",
+                        forward=[100.0, 0.0], dividend_yield=np.nan)  # fmt: skip
+    assert black.reason.to_pylist() == [None, "invalid_forward"]  # q is unused for Black-76

@@ -2,7 +2,8 @@
 
 Method (per row, in normalized units; see :func:`fastgex._greeks_formulas.normalized_black_otm`):
 
-1. ``x = ln(F/K)``, ``beta = price / (D sqrt(F K))`` with ``D`` the discount factor;
+1. ``x = ln(F/K)``, ``beta = price / (D sqrt(F K))`` with ``D = e^{-rT}`` (both
+   computed in the kernel, ``F = S e^{(r-q)T}`` for BSM rows);
    in-the-money options lose their intrinsic value and puts become calls at ``-x``
    (parity), so every row solves ``b(x, s) = beta`` with ``x <= 0`` for the total vol
    ``s = vol sqrt(T)``. ``beta <= 0`` (no time value) and ``beta >= e^{x/2}`` (above the
@@ -54,20 +55,24 @@ IV_REASONS: tuple[str, ...] = (
     "price_below_intrinsic",
     "price_above_upper_bound",
     "not_converged",
+    "invalid_spot",
 )
 _BAD_PRICE = len(REASONS) + 1
 _BELOW_INTRINSIC = len(REASONS) + 2
 _ABOVE_BOUND = len(REASONS) + 3
 _NOT_CONVERGED = len(REASONS) + 4
+_BAD_SPOT = len(REASONS) + 5
 
 #: A strip stops iterating when every row's last step is below this (relative to s).
 STEP_TOLERANCE = 1e-12
+#: After a third-order step of relative size h the relative error is about
+#: ``CUBIC_SAFETY * h**3`` (a generous constant), which counts as the step size: a row
+#: whose step was below ~1e-5 needs no confirming step.
+CUBIC_SAFETY = 1e3
 #: Iterations before a row that has not met the tolerance is reported not converged.
 MAX_ITERATIONS = 60
 #: A last step up to this (relative) still counts as converged at the iteration limit.
 ACCEPT_TOLERANCE = 1e-9
-
-DEBUG = False
 
 _AS_C0 = 2.515517
 _AS_C1 = 0.802853
@@ -121,12 +126,16 @@ def _householder_factor(first, second):
     """
     factor = (1.0 + 0.5 * first) / (1.0 + first + second / 6.0)
     trusted = (abs(first) < 0.5) & (abs(second) < 0.5) & (factor > 0.0)
-    return factor if trusted else 1.0
+    return (factor if trusted else 1.0), trusted
 
 
 @scalar_function
 def _step(log_moneyness, target, log_target, total_vol, low, high, lower_region):
-    """One safeguarded Householder step: ``(new total vol, new low, new high)``."""
+    """One safeguarded Householder step: ``(new total vol, new low, new high, cubic)``.
+
+    ``cubic`` says the step was a third-order step inside the bracket, so its error is
+    about the cube of its size (the caller can stop without a confirming step).
+    """
     price, log_price, _, log_vega, vega = normalized_black_otm(log_moneyness, total_vol)
     below = price < target
     low = total_vol if below and total_vol > low else low
@@ -152,20 +161,20 @@ def _step(log_moneyness, target, log_target, total_vol, low, high, lower_region)
             + 3.0 * (eta - ratio) * d2s_du2
             + d3s_du3 / ds_du
         )
-        step_u = newton * _householder_factor(newton * second, newton * newton * third)
+        factor, trusted = _householder_factor(newton * second, newton * newton * third)
+        step_u = newton * factor
         new_u = inverse_sq + step_u
         candidate = 1.0 / math.sqrt(new_u) if new_u > 0.0 else -1.0
     else:
         newton = -(price - target) / vega
-        step_s = newton * _householder_factor(newton * eta, newton * newton * tau)
+        factor, trusted = _householder_factor(newton * eta, newton * newton * tau)
+        step_s = newton * factor
         candidate = total_vol + step_s
     # A step that small is convergence, even if rounding puts it just outside the bracket.
     settled = abs(candidate - total_vol) <= 1e-9 * total_vol
     inside = ((candidate > low) & (candidate < high)) | settled
     bisected = 0.5 * (low + high) if high < np.inf else 2.0 * total_vol
-    if DEBUG:
-        print("candidate", candidate, "inside", inside)
-    return (candidate if inside else bisected), low, high
+    return (candidate if inside else bisected), low, high, trusted & inside
 
 
 @scalar_function
@@ -188,7 +197,17 @@ def _start(log_moneyness, target):
 
 
 @scalar_function
-def row_status(row, price, strike, time_to_expiry, option_code, forward, discount):
+def _forward_discount(underlying_price, rate, dividend_yield, time_to_expiry, black76):
+    """``(F, D)``: the row's forward and discount factor ``e^{-rT}``."""
+    discount = fast_exp(-rate * time_to_expiry)
+    growth = fast_exp((rate - dividend_yield) * time_to_expiry)
+    forward = underlying_price if black76 else underlying_price * growth
+    return forward, discount
+
+
+@scalar_function
+def row_status(row, price, strike, time_to_expiry, option_code, underlying, rate,
+               dividend_yield, black76):  # fmt: skip
     """Reason code of a row whose inputs are invalid (0 when the inputs are fine)."""
     code = np.int8(option_code[row])
     if code == MISSING_CODE:
@@ -201,23 +220,29 @@ def row_status(row, price, strike, time_to_expiry, option_code, forward, discoun
         return _BAD_TIME
     if time_to_expiry[row] <= 0.0:
         return _EXPIRED
-    if not (forward[row] > 0.0 and _finite(forward[row])):
-        return _BAD_FORWARD
-    if not (discount[row] > 0.0 and _finite(discount[row])):
+    if not (underlying[row] > 0.0 and _finite(underlying[row])):
+        return _BAD_FORWARD if black76 else _BAD_SPOT
+    if not (_finite(rate[row]) and (black76 or _finite(dividend_yield[row]))):
         return _BAD_RATE
     if not (price[row] > 0.0 and _finite(price[row])):
         return _BAD_PRICE
+    forward, discount = _forward_discount(
+        underlying[row], rate[row], dividend_yield[row], time_to_expiry[row], black76
+    )
+    if not (_finite(forward) and discount > 0.0 and _finite(discount)):
+        return _BAD_RATE  # finite inputs, but e^{-rT} or the forward overflows
     return 0
 
 
 @kernel
-def run(price, strike, time_to_expiry, option_code, forward, discount, vol_out, status_out,
-        iterations_out):  # fmt: skip
+def run(price, strike, time_to_expiry, option_code, underlying, rate, dividend_yield, black76,
+        vol_out, status_out, iterations_out):  # fmt: skip
     """Implied vol of every row into ``vol_out`` (NaN and a status code where none).
 
-    ``forward`` and ``discount`` are per row (BSM rows pass ``S e^{(r-q)T}`` and
-    ``e^{-rT}``). ``iterations_out`` (one int per strip) gets the iterations each strip
-    ran. Returns the number of rows without a vol.
+    Every input is per row: ``underlying`` is the spot (BSM: ``F = S e^{(r-q)T}``) or,
+    with ``black76``, the forward (``dividend_yield`` unused). ``iterations_out`` (one
+    int per strip) gets the iterations each strip ran. Returns the number of rows
+    without a vol.
     """
     n_rows = strike.size
     n_strips = (n_rows + STRIP_ROWS - 1) // STRIP_ROWS
@@ -239,9 +264,10 @@ def run(price, strike, time_to_expiry, option_code, forward, discount, vol_out, 
             row = base + offset
             code = option_code[row]
             row_strike = strike[row]
-            row_forward = forward[row]
-            row_discount = discount[row]
             row_time = time_to_expiry[row]
+            row_forward, row_discount = _forward_discount(
+                underlying[row], rate[row], dividend_yield[row], row_time, black76
+            )
             inputs_ok = (code <= CALL_CODE) & (row_strike > 0.0) & (row_forward > 0.0)
             inputs_ok = inputs_ok & (row_discount > 0.0) & (row_time > 0.0)
             largest = row_strike if row_strike > row_forward else row_forward
@@ -271,7 +297,7 @@ def run(price, strike, time_to_expiry, option_code, forward, discount, vol_out, 
             iterations += 1
             unconverged = 0
             for offset in range(length):
-                new_vol, new_low, new_high = _step(
+                new_vol, new_low, new_high, cubic = _step(
                     moneyness[offset],
                     target[offset],
                     log_target[offset],
@@ -281,6 +307,9 @@ def run(price, strike, time_to_expiry, option_code, forward, discount, vol_out, 
                     lower[offset],
                 )
                 step = abs(new_vol - total_vol[offset])
+                relative = step / total_vol[offset]
+                predicted = CUBIC_SAFETY * relative * relative * step
+                step = predicted if cubic and predicted < step else step
                 # Converged rows stay put (rounding noise must not move them again).
                 done = last_step[offset] <= STEP_TOLERANCE * total_vol[offset]
                 total_vol[offset] = total_vol[offset] if done else new_vol
@@ -308,12 +337,17 @@ def run(price, strike, time_to_expiry, option_code, forward, discount, vol_out, 
                 if vol_out[row] == vol_out[row]:
                     continue
                 status = row_status(
-                    row, price, strike, time_to_expiry, option_code, forward, discount
-                )
+                    row, price, strike, time_to_expiry, option_code, underlying, rate,
+                    dividend_yield, black76,
+                )  # fmt: skip
                 if status == 0:
                     code = option_code[row]
+                    row_forward, row_discount = _forward_discount(
+                        underlying[row], rate[row], dividend_yield[row], time_to_expiry[row],
+                        black76,
+                    )  # fmt: skip
                     status = _setup(
-                        price[row], strike[row], forward[row], discount[row], code == CALL_CODE
+                        price[row], strike[row], row_forward, row_discount, code == CALL_CODE
                     )[2]
                 status_out[row] = _NOT_CONVERGED if status == 0 else status
     return failed_per_strip.sum()

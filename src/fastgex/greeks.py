@@ -437,9 +437,9 @@ def implied_vol(
     ImpliedVolResult
         Vols in input order; a reason (and counts) for each row without one:
         ``invalid_price`` (NaN, zero, negative), ``price_below_intrinsic`` (no time
-        value), ``price_above_upper_bound`` (call >= S e^-qT, put >= K e^-rT), input
-        reasons as for greeks, or ``not_converged`` (not expected; counted if it
-        happens).
+        value), ``price_above_upper_bound`` (call >= S e^-qT, put >= K e^-rT),
+        ``invalid_spot``, input reasons as for greeks, or ``not_converged`` (not
+        expected; counted if it happens).
     """
     if chain is not None:
         return _implied_vol_chain(
@@ -501,23 +501,24 @@ def _type_codes(option_type: np.ndarray) -> np.ndarray:
 
 
 def _solve(prices, strikes, times, codes, underlying, rates, dividends, black76):
-    """Forwards and discounts per row (numpy), then the kernel."""
-    with np.errstate(all="ignore"):  # bad rows get their reason from the kernel
-        discount = np.exp(-rates * times)
-        forward = underlying if black76 else underlying * np.exp((rates - dividends) * times)
-        # A non-finite dividend yield must not pass as a finite forward.
-        forward = np.where(np.isfinite(dividends) | black76, forward, np.nan)
+    """Run the kernel on per-row arrays (forwards and discounts are computed inside)."""
     n_rows = prices.size
     vols = np.empty(n_rows)
     status = np.zeros(n_rows, dtype=np.int8)
     iterations = np.zeros(max(1, -(-n_rows // _iv_kernel.STRIP_ROWS)), dtype=np.int64)
+
+    def ready(values, dtype=np.float64):
+        return _readonly(np.ascontiguousarray(values, dtype=dtype))
+
     _iv_kernel.run(
-        _readonly(np.ascontiguousarray(prices)),
-        _readonly(np.ascontiguousarray(strikes)),
-        _readonly(np.ascontiguousarray(times)),
-        _readonly(np.ascontiguousarray(codes, dtype=np.uint8)),
-        _readonly(np.ascontiguousarray(forward)),
-        _readonly(np.ascontiguousarray(discount)),
+        ready(prices),
+        ready(strikes),
+        ready(times),
+        ready(codes, np.uint8),
+        ready(underlying),
+        ready(rates),
+        ready(dividends),
+        bool(black76),
         vols,
         status,
         iterations,
