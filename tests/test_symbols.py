@@ -275,3 +275,56 @@ def test_read_chain_sniffs_deribit_and_says_which_format(tmp_path):
     csv_path = tmp_path / "plain.csv"
     csv_path.write_text("underlying,strike,option_type,open_interest,implied_vol,time_to_expiry\n")
     assert fastgex.read_chain(csv_path).schema.metadata[b"fastgex.format"] == b"csv"
+
+
+# -------------------------------------------------------------------- futures options
+
+
+def _futures_rows():
+    return pa.table(
+        {
+            "underlying": ["ES", "ES", "cl", "GC"],
+            "strike": [5000.0, 4900.0, 75.0, 2000.0],
+            "option_type": ["C", "P", "C", "P"],
+            "open_interest": [1000.0, 2000.0, 5000.0, 300.0],
+            "implied_vol": [0.15, 0.18, 0.35, 0.16],
+            "time_to_expiry": [0.1, 0.1, 0.25, 0.5],
+            "futures_price": [5050.0, 5050.0, 76.5, 2010.0],
+        }
+    )
+
+
+def test_futures_chain_uses_black76_and_product_multipliers():
+    from fastgex.io.futures import futures_chain
+
+    chain = futures_chain(_futures_rows())
+    assert chain.column("multiplier").to_pylist() == [50.0, 50.0, 1000.0, 100.0]
+    result = fastgex.gex(chain)
+    for name in ("ES", "cl", "GC"):
+        expected = 0.0
+        for row in chain.to_pylist():
+            if row["underlying"] != name:
+                continue
+            gamma = reference.black76_gamma(
+                row["forward"], row["strike"], row["implied_vol"], row["time_to_expiry"]
+            )
+            sign = -1.0 if row["option_type"] == "C" else 1.0
+            expected += reference.contract_gex(
+                gamma, sign * row["open_interest"], row["multiplier"], row["forward"]
+            )
+        assert result.total(name) == pytest.approx(expected, rel=1e-12)
+
+
+def test_futures_chain_multipliers_given_or_missing():
+    from fastgex import ChainError
+    from fastgex.io.futures import futures_chain
+
+    rows = _futures_rows()
+    own = rows.append_column("multiplier", pa.array([None, 25.0, None, None], pa.float64()))
+    assert futures_chain(own).column("multiplier").to_pylist() == [50.0, 25.0, 1000.0, 100.0]
+    odd = rows.set_column(0, "underlying", pa.array(["ZZ", "ES", "CL", "GC"]))
+    with pytest.raises(ChainError, match="ZZ"):
+        futures_chain(odd)
+    assert futures_chain(odd, multipliers={"ZZ": 10.0}).column("multiplier")[0].as_py() == 10.0
+    with pytest.raises(ChainError, match="forward"):
+        futures_chain(rows.drop_columns(["futures_price"]))

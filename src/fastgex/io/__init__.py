@@ -2,9 +2,12 @@
 
 from fastgex.io.cboe import read_cboe, read_cboe_csv, read_cboe_json
 from fastgex.io.deribit import read_deribit
+from fastgex.io.futures import FUTURES_MULTIPLIERS, futures_chain
 from fastgex.io.symbols import parse_deribit, parse_osi
 
 __all__ = [
+    "FUTURES_MULTIPLIERS",
+    "futures_chain",
     "parse_deribit",
     "parse_osi",
     "read_cboe",
