@@ -400,3 +400,28 @@ def test_expiration_and_snapshot():
     years = result.table.column("time_to_expiry")[0].as_py()
     # 10:00 EST to 16:00 EDT (DST began on 10 March): 63 days and 5 hours.
     assert years == pytest.approx((63 * 86400 + 5 * 3600) / (365 * 86400), rel=1e-12)
+
+
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(
+    strike=st.floats(10.0, 1000.0),
+    vol=st.floats(0.01, 3.0),
+    years=st.floats(1e-4, 10.0),
+    is_call=st.booleans(),
+)
+def test_scalar_formulas_run_uncompiled(strike, vol, years, is_call):
+    """The plain-Python bodies (what a CUDA compiler or simulator takes) match the JIT.
+
+    Only fast-math reassociation differs, amplified where a price is a difference of
+    two tails (up to ~100x): 1e-11 relative.
+    """
+    from fastgex._greeks_formulas import bsm_greeks, normalized_black_otm
+
+    compiled = bsm_greeks(100.0, strike, vol, years, 0.03, 0.01, is_call)
+    uncompiled = bsm_greeks.py_func(100.0, strike, vol, years, 0.03, 0.01, is_call)
+    np.testing.assert_allclose(uncompiled, compiled, rtol=1e-11, atol=1e-300)
+    x = -abs(math.log(100.0 / strike))
+    total = vol * math.sqrt(years)
+    np.testing.assert_allclose(
+        normalized_black_otm.py_func(x, total), normalized_black_otm(x, total), rtol=1e-11
+    )
