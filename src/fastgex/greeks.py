@@ -221,8 +221,17 @@ def _dropped_table(names: list[str | None], uid: np.ndarray, status: np.ndarray)
 
 
 def _reasons(status: np.ndarray) -> pa.Array:
+    if not status.any():  # the common case: no take over every row
+        return pa.nulls(status.size, pa.string())
     names = pa.array([None, *ALL_REASONS], pa.string())
     return pc.take(names, pa.array(status.astype(np.int64)))
+
+
+def _joined(pieces: list[np.ndarray], dtype=np.float64) -> np.ndarray:
+    """Batches' arrays as one (no copy for a single batch)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    return np.concatenate(pieces) if pieces else np.empty(0, dtype=dtype)
 
 
 def greeks(
@@ -327,7 +336,7 @@ def greeks(
         for name in wanted:
             outputs[name].append(arrays[name])
         statuses.append(status)
-    status = np.concatenate(statuses) if statuses else np.empty(0, np.int8)
+    status = _joined(statuses, np.int8)
     columns_out: dict[str, Any] = {
         name: table.column(name)
         for name in ("underlying", "expiration", "strike", "option_type")
@@ -335,8 +344,7 @@ def greeks(
     }
     columns_out["time_to_expiry"] = prepared.work.column("time")
     for name in wanted:
-        values = outputs[name]
-        columns_out[name] = pa.array(np.concatenate(values) if values else np.empty(0))
+        columns_out[name] = pa.array(_joined(outputs[name]))
     columns_out["reason"] = _reasons(status)
     dropped = _dropped_table(prepared.names, prepared.uid_values, status)
     return GreeksResult(
