@@ -503,6 +503,101 @@ def _add_grid_options(command: argparse.ArgumentParser) -> None:
     )
 
 
+# ------------------------------------------------------------------ batch
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from fastgex.batch import run_batch
+
+    options = {
+        **_gex_options_batch(args),
+        **_grid_options(args),
+    }
+    partition_by = args.partition_by.split(",") if args.partition_by else None
+    report = run_batch(
+        args.dataset,
+        args.out,
+        partition_by=partition_by,
+        scheduler=args.scheduler,
+        address=args.address,
+        n_workers=args.workers,
+        progress=False if args.no_progress else None,
+        **options,
+    )
+    summary = {
+        "out": str(report.out),
+        "partitions": report.partitions,
+        "done": report.done,
+        "skipped": report.skipped,
+        "failed": [{"partition": where, "error": error} for where, error in report.failed],
+        "rows": report.rows,
+        "seconds": round(report.seconds, 3),
+        "rows_per_second": round(report.rows_per_second),
+    }
+    if args.json:
+        json.dump(summary, sys.stdout)
+        print()
+    else:
+        print(
+            f"{report.partitions} partitions: {report.done} done, {report.skipped} already "
+            f"done, {len(report.failed)} failed; {report.rows:,} rows in {report.seconds:.1f} s "
+            f"({report.rows_per_second:,.0f} rows/s) -> {report.out}"
+        )
+        for where, error in report.failed:
+            print(f"  failed {where}: {error}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _gex_options_batch(args: argparse.Namespace) -> dict:
+    return {
+        "convention": args.convention,
+        "unit": args.unit,
+        "gamma_source": args.gamma_source,
+        "rate": args.rate,
+        "dividend_yield": args.dividend_yield,
+        "day_count": args.day_count,
+        "settlement": args.settlement,
+        "settlement_tz": args.settlement_tz,
+    }
+
+
+def _add_batch_command(commands) -> None:
+    batch_cmd = commands.add_parser(
+        "batch",
+        help="resumable per-partition totals, levels, profiles and surfaces of a dataset",
+    )
+    batch_cmd.add_argument("dataset", help="Parquet dataset directory (hive partitions)")
+    batch_cmd.add_argument("--out", required=True, help="output directory (resumable)")
+    batch_cmd.add_argument("--scheduler", choices=("local", "dask"), default="local")
+    batch_cmd.add_argument("--address", help="Dask scheduler address (default: a LocalCluster)")
+    batch_cmd.add_argument("--workers", type=int, default=None, help="LocalCluster workers")
+    batch_cmd.add_argument(
+        "--partition-by", help="comma-separated key columns (default: the hive keys)"
+    )
+    batch_cmd.add_argument(
+        "--convention",
+        choices=[c.value for c in Convention],
+        default=Convention.SHORT_CALLS_LONG_PUTS.value,
+    )
+    batch_cmd.add_argument(
+        "--unit", choices=[u.value for u in Unit], default=Unit.DOLLARS_PER_1PCT.value
+    )
+    batch_cmd.add_argument(
+        "--gamma-source", choices=[g.value for g in GammaSource], default=GammaSource.MODEL.value
+    )
+    batch_cmd.add_argument("--rate", type=float, default=None, help="risk-free rate (fraction)")
+    batch_cmd.add_argument(
+        "--dividend-yield", type=float, default=None, help="dividend yield (fraction)"
+    )
+    batch_cmd.add_argument("--day-count", default="act365", help="act365, bus252, bus262")
+    batch_cmd.add_argument("--settlement", default="pm", help="pm (16:00), am (09:30) or HH:MM")
+    batch_cmd.add_argument("--settlement-tz", default="America/New_York")
+    _add_grid_options(batch_cmd)
+    batch_cmd.add_argument("--no-progress", action="store_true", help="no progress line")
+    batch_cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
+    batch_cmd.set_defaults(handler=_cmd_batch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -546,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_options(profile_cmd)
     profile_cmd.add_argument("--out", help="write the profile table (.parquet or .csv)")
     profile_cmd.set_defaults(handler=_cmd_profile)
+    _add_batch_command(commands)
     return parser
 
 

@@ -1,0 +1,827 @@
+"""Whole-market batch work at scale: streaming GEX in bounded memory and resumable jobs.
+
+Two tools:
+
+:func:`stream_gex`
+    The GEX of a dataset larger than memory (a Parquet dataset of many files, a
+    ``RecordBatchReader``, any iterable of record batches), read batch by batch. Totals
+    and per-strike tables are merged across batches by key with compensated
+    (Neumaier) sums, so the result equals the in-memory :func:`fastgex.gex` call to
+    rounding while memory stays bounded by the batch (plus the per-strike state).
+
+:func:`run_batch`
+    A job over a partitioned dataset: for each partition (by default the dataset's
+    hive keys, e.g. ``date`` and ``underlying``) it computes totals, drops, levels,
+    crossings, profiles and bucket surfaces with :func:`fastgex.levels` and writes each
+    as a hive-partitioned Parquet dataset under ``out``. Every file is written to a
+    temporary name, fsynced and renamed; a partition counts as done only when its
+    marker ``out/_done/<partition>/_SUCCESS.json`` exists, written last. A rerun skips
+    done partitions, so a killed job resumes without losing or duplicating anything.
+    Locally (one process) or on Dask (one Arrow-in / Arrow-out task per partition).
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from fastgex import _kernels
+from fastgex._errors import ChainError, InvalidRowsError
+from fastgex._gex import (
+    BY_STRIKE_SCHEMA,
+    BY_UNDERLYING_SCHEMA,
+    DROPPED_SCHEMA,
+    GexResult,
+    _compensated_add,
+    gex,
+)
+from fastgex._levels import levels
+from fastgex._progress import Progress
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "RESULT_TABLES",
+    "BatchReport",
+    "compute_partition",
+    "iter_batches",
+    "read_results",
+    "run_batch",
+    "stream_gex",
+]
+
+#: Rows per record batch read (about 6 MB of chain columns).
+DEFAULT_BATCH_SIZE = 65_536
+#: Options of :func:`fastgex.gex` that need the whole chain at once.
+_WHOLE_CHAIN_OPTIONS = ("per_contract", "buckets", "views")
+#: The hive directory name of a null partition value (what pyarrow reads back as null).
+_NULL_SEGMENT = "__HIVE_DEFAULT_PARTITION__"
+_DONE = "_done"
+_MARKER = "_SUCCESS.json"
+_JOB_FILE = "_job.json"
+_PART_FILE = "part-0.parquet"
+#: The tables a batch job writes (``by_strike_expiry`` only for chains with dates).
+RESULT_TABLES = (
+    "totals",
+    "dropped",
+    "levels",
+    "crossings",
+    "profile",
+    "by_strike",
+    "by_strike_expiry",
+)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _open_dataset(source: Any) -> ds.Dataset:
+    if isinstance(source, ds.Dataset):
+        return source
+    return ds.dataset(os.fspath(source), format="parquet", partitioning="hive")
+
+
+def iter_batches(source: Any, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
+    """Record batches of a dataset, reader, table or iterable, at most ``batch_size`` rows.
+
+    Parameters
+    ----------
+    source : path, pyarrow.dataset.Dataset, RecordBatchReader, Table or iterable
+        A Parquet file or directory (hive partitions become columns), a dataset, a
+        reader, a table, or an iterable of record batches / tables.
+    batch_size : int
+        Most rows per batch. Parquet is decoded a row group at a time, so memory is
+        bounded by the larger of ``batch_size`` rows and one row group.
+
+    Yields
+    ------
+    pyarrow.RecordBatch
+        The rows, in order; batches larger than ``batch_size`` are sliced.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(source, (str, os.PathLike, ds.Dataset)):
+        dataset = _open_dataset(source)
+        pieces: Iterable[Any]
+        if isinstance(dataset, ds.FileSystemDataset) and isinstance(
+            dataset.format, ds.ParquetFileFormat
+        ):
+            pieces = _parquet_batches(dataset, batch_size)
+        else:  # no readahead and no threads: a threaded scan reads ahead without bound
+            pieces = dataset.to_batches(
+                batch_size=batch_size, batch_readahead=0, fragment_readahead=0, use_threads=False
+            )
+    elif isinstance(source, pa.Table):
+        pieces = source.to_batches(max_chunksize=batch_size)
+    elif isinstance(source, pa.RecordBatch):
+        pieces = [source]
+    else:
+        try:
+            pieces = iter(source)
+        except TypeError:
+            raise TypeError(
+                "stream source must be a path, a pyarrow dataset, a RecordBatchReader, a "
+                f"table or an iterable of record batches, got {type(source).__name__}"
+            ) from None
+    for piece in pieces:
+        if isinstance(piece, pa.Table):
+            yield from piece.to_batches(max_chunksize=batch_size)
+        elif isinstance(piece, pa.RecordBatch):
+            for start in range(0, piece.num_rows, batch_size):
+                yield piece.slice(start, batch_size)
+        else:
+            raise TypeError(f"expected record batches, got {type(piece).__name__}")
+
+
+def _parquet_batches(dataset: ds.FileSystemDataset, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Batches of each Parquet file in turn, with its hive keys as constant columns.
+
+    Reads one file at a time with :meth:`pyarrow.parquet.ParquetFile.iter_batches`: the
+    dataset scanner decodes ahead of a slow consumer without bound when threaded (the
+    whole dataset, measured), and holds several row groups when not.
+    """
+    for fragment in dataset.get_fragments():
+        keys = ds.get_partition_keys(fragment.partition_expression)
+        with fragment.filesystem.open_input_file(fragment.path) as handle:
+            parquet = pq.ParquetFile(handle)
+            for batch in parquet.iter_batches(batch_size=batch_size, use_threads=False):
+                if not keys:
+                    yield batch
+                    continue
+                columns, names = list(batch.columns), list(batch.schema.names)
+                zeros = pa.array(np.zeros(batch.num_rows, np.int32))
+                for name, value in keys.items():
+                    if name in names:
+                        continue
+                    field_type = dataset.schema.field(name).type
+                    columns.append(pc.take(pa.array([value], field_type), zeros))
+                    names.append(name)
+                yield pa.RecordBatch.from_arrays(columns, names=names)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class _GexMerger:
+    """Per-underlying, per-strike and per-reason state merged over batch results."""
+
+    def __init__(self, by_strike: bool) -> None:
+        self.by_strike = by_strike
+        self.ids: dict[str, int] = {}
+        self.spot: list[float] = []
+        self.sums = np.zeros((0, 2))
+        self.compensation = np.zeros((0, 2))
+        self.contracts = np.zeros(0, np.int64)
+        self.dropped = np.zeros(0, np.int64)
+        self.drop_counts: dict[tuple[str, str], int] = {}
+        self.strike_uid = np.zeros(0, np.int64)
+        self.strike = np.zeros(0)
+        self.strike_sums = np.zeros((0, 2))
+        self.strike_compensation = np.zeros((0, 2))
+        self.strike_contracts = np.zeros(0, np.int64)
+        self.first: GexResult | None = None
+        self.snapshot: Any = None
+        self.batches = 0
+
+    def _grow(self, names: list[str]) -> np.ndarray:
+        for name in names:
+            if name not in self.ids:
+                self.ids[name] = len(self.ids)
+                self.spot.append(np.nan)
+        extra = len(self.ids) - self.contracts.size
+        if extra:
+            self.sums = np.vstack([self.sums, np.zeros((extra, 2))])
+            self.compensation = np.vstack([self.compensation, np.zeros((extra, 2))])
+            self.contracts = np.concatenate([self.contracts, np.zeros(extra, np.int64)])
+            self.dropped = np.concatenate([self.dropped, np.zeros(extra, np.int64)])
+        return np.array([self.ids[name] for name in names], dtype=np.int64)
+
+    def add(self, result: GexResult) -> None:
+        if self.first is None:
+            self.first = result
+            self.snapshot = result.settings.get("snapshot_time")
+        else:
+            changed = sorted(
+                key
+                for key in result.settings
+                if key != "snapshot_time" and result.settings[key] != self.first.settings.get(key)
+            )
+            if changed:  # derived from the options, so only a change in the data does this
+                raise ChainError(
+                    f"batch {self.batches} has other settings than the first: {changed}"
+                )
+            if result.settings.get("snapshot_time") != self.snapshot:
+                self.snapshot = None  # per-row snapshots, as the in-memory call reports them
+        self.batches += 1
+        table = result.by_underlying
+        names = table.column("underlying").to_pylist()
+        ids = self._grow(names)
+        for index, spot in zip(ids, table.column("spot").to_pylist(), strict=True):
+            known = self.spot[index]
+            spot = np.nan if spot is None else spot
+            if np.isnan(known) and not self.contracts[index] and not self.dropped[index]:
+                self.spot[index] = spot
+            elif not (known == spot or (np.isnan(known) and np.isnan(spot))):
+                raise ChainError(
+                    f"spot of {names[list(ids).index(index)]!r} differs between batches "
+                    f"({known} then {spot}): give one spot per underlying (spot=...)"
+                )
+        batch_sums = np.zeros_like(self.sums)
+        batch_sums[ids, 0] = table.column("call_gex").to_numpy()
+        batch_sums[ids, 1] = table.column("put_gex").to_numpy()
+        _compensated_add(self.sums, self.compensation, batch_sums)
+        self.contracts[ids] += table.column("contracts").to_numpy()
+        self.dropped[ids] += table.column("dropped").to_numpy()
+        for row in result.dropped.to_pylist():
+            key = (row["underlying"], row["reason"])
+            self.drop_counts[key] = self.drop_counts.get(key, 0) + row["count"]
+        if self.by_strike and result.by_strike is not None:
+            self._add_strikes(result.by_strike)
+
+    def _add_strikes(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        encoded = pc.dictionary_encode(table.column("underlying")).combine_chunks()
+        lookup = self._grow(encoded.dictionary.to_pylist())
+        uid = lookup[encoded.indices.to_numpy()]
+        n_old = self.strike.size
+        keys = np.empty(n_old + uid.size, dtype=[("uid", "<i8"), ("strike", "<f8")])
+        keys["uid"] = np.concatenate([self.strike_uid, uid])
+        keys["strike"] = np.concatenate([self.strike, table.column("strike").to_numpy()])
+        unique, inverse = np.unique(keys, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        n_keys = unique.size
+        old, new = inverse[:n_old], inverse[n_old:]
+        sums, compensation = np.zeros((n_keys, 2)), np.zeros((n_keys, 2))
+        sums[old], compensation[old] = self.strike_sums, self.strike_compensation
+        contracts = np.zeros(n_keys, np.int64)
+        contracts[old] = self.strike_contracts
+        batch_sums = np.zeros((n_keys, 2))
+        batch_sums[new, 0] = table.column("call_gex").to_numpy()
+        batch_sums[new, 1] = table.column("put_gex").to_numpy()
+        _compensated_add(sums, compensation, batch_sums)
+        contracts[new] += table.column("contracts").to_numpy()
+        self.strike_uid, self.strike = unique["uid"].copy(), unique["strike"].copy()
+        self.strike_sums, self.strike_compensation = sums, compensation
+        self.strike_contracts = contracts
+
+    def result(self) -> GexResult:
+        assert self.first is not None
+        names = sorted(self.ids, key=lambda name: self.ids[name])
+        order = sorted(range(len(names)), key=lambda index: names[index])
+        sums = self.sums + self.compensation
+        by_underlying = pa.table(
+            {
+                "underlying": pa.array([names[i] for i in order], pa.string()),
+                "spot": pa.array([self.spot[i] for i in order], pa.float64(), from_pandas=True),
+                "total_gex": pa.array(sums[order, 0] + sums[order, 1], pa.float64()),
+                "call_gex": pa.array(sums[order, 0], pa.float64()),
+                "put_gex": pa.array(sums[order, 1], pa.float64()),
+                "contracts": pa.array(self.contracts[order], pa.int64()),
+                "dropped": pa.array(self.dropped[order], pa.int64()),
+            },
+            schema=BY_UNDERLYING_SCHEMA,
+        )
+        reason_rank = {reason: rank for rank, reason in enumerate(_kernels.REASONS)}
+        drop_keys = sorted(self.drop_counts, key=lambda key: (key[0], reason_rank.get(key[1], 0)))
+        dropped = pa.table(
+            {
+                "underlying": [key[0] for key in drop_keys],
+                "reason": [key[1] for key in drop_keys],
+                "count": [self.drop_counts[key] for key in drop_keys],
+            },
+            schema=DROPPED_SCHEMA,
+        )
+        by_strike = self._strike_table(names) if self.by_strike else None
+        settings = {**self.first.settings, "snapshot_time": self.snapshot, "batches": self.batches}
+        return GexResult(
+            by_underlying=by_underlying,
+            by_strike=by_strike,
+            per_contract=None,
+            dropped=dropped,
+            unit=self.first.unit,
+            convention=self.first.convention,
+            gamma_source=self.first.gamma_source,
+            day_count=self.first.day_count,
+            settings=settings,
+        )
+
+    def _strike_table(self, names: list[str]) -> pa.Table:
+        rank = np.empty(len(names), np.int64)
+        rank[sorted(range(len(names)), key=lambda index: names[index])] = np.arange(len(names))
+        order = np.lexsort((self.strike, rank[self.strike_uid]))
+        uid = self.strike_uid[order]
+        sums = (self.strike_sums + self.strike_compensation)[order]
+        calls, puts = sums[:, 0].copy(), sums[:, 1].copy()
+        net = calls + puts
+        starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]]) if uid.size else uid
+        cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
+        return pa.table(
+            {
+                "underlying": pc.take(pa.array(names, pa.string()), pa.array(uid)),
+                "strike": self.strike[order],
+                "call_gex": calls,
+                "put_gex": puts,
+                "net_gex": net,
+                "cumulative_net_gex": cumulative,
+                "contracts": self.strike_contracts[order],
+            },
+            schema=BY_STRIKE_SCHEMA,
+        )
+
+
+def stream_gex(
+    source: Any, *, batch_size: int = DEFAULT_BATCH_SIZE, **gex_options: Any
+) -> GexResult:
+    """GEX of a dataset larger than memory, read and computed batch by batch.
+
+    Equals ``fastgex.gex(whole_table, **gex_options)`` to rounding: the totals and the
+    per-strike table are merged across batches by (underlying, strike) with compensated
+    sums, so they differ from the in-memory call only in the last few bits (the order
+    the compensated partial sums are combined in). Memory is bounded by one batch plus
+    the per-strike state (one row per distinct (underlying, strike)).
+
+    Parameters
+    ----------
+    source : path, pyarrow.dataset.Dataset, RecordBatchReader, Table or iterable
+        Anything :func:`iter_batches` reads.
+    batch_size : int
+        Most rows per batch (see :func:`iter_batches` for Parquet row groups).
+    **gex_options
+        Keywords of :func:`fastgex.gex`, except those that need the whole chain at once
+        (``per_contract``, ``buckets``, ``views``: use :func:`run_batch`, whose
+        partitions each fit in memory).
+
+    Returns
+    -------
+    GexResult
+        ``by_underlying``, ``by_strike`` (unless ``by_strike=False``) and ``dropped``;
+        ``settings["batches"]`` is the number of non-empty batches.
+
+    Raises
+    ------
+    ValueError
+        A whole-chain option, or a bad ``batch_size``.
+    fastgex.ChainError
+        As :func:`fastgex.gex` for any batch; also when batches disagree on an
+        underlying's spot or on the snapshot time, or the source has no rows.
+    """
+    for name in _WHOLE_CHAIN_OPTIONS:
+        if gex_options.get(name) not in (None, False):
+            raise ValueError(
+                f"stream_gex does not support {name}= (it needs the whole chain at once); "
+                "run_batch computes it per partition"
+            )
+        gex_options.pop(name, None)
+    by_strike = bool(gex_options.pop("by_strike", True))
+    merger = _GexMerger(by_strike)
+    for batch in iter_batches(source, batch_size=batch_size):
+        if batch.num_rows:
+            merger.add(gex(pa.Table.from_batches([batch]), by_strike=by_strike, **gex_options))
+    if merger.first is None:
+        raise ChainError("the stream has no rows")
+    return merger.result()
+
+
+# --------------------------------------------------------------------------- batch jobs
+
+
+def compute_partition(table: pa.Table, **levels_options: Any) -> dict[str, pa.Table]:
+    """Every result table of one partition (Arrow in, Arrow out).
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        The partition's chain (one snapshot; any number of underlyings).
+    **levels_options
+        Keywords of :func:`fastgex.levels` (and through it :func:`fastgex.gex`).
+
+    Returns
+    -------
+    dict of str to pyarrow.Table
+        ``totals`` (per underlying), ``dropped``, ``levels`` (per underlying and
+        bucket), ``crossings``, ``profile``, ``by_strike`` (per underlying, bucket and
+        strike) and, with expiration dates, ``by_strike_expiry`` (the strike x expiry
+        surface).
+    """
+    result = levels(table, **levels_options)
+    tables = {
+        "totals": result.gex.by_underlying,
+        "dropped": result.gex.dropped,
+        "levels": result.levels,
+        "crossings": result.crossings,
+        "profile": result.profile,
+        "by_strike": result.by_strike,
+    }
+    if result.by_strike_expiry is not None:
+        tables["by_strike_expiry"] = result.by_strike_expiry
+    return tables
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What a :func:`run_batch` call did.
+
+    Attributes
+    ----------
+    out : pathlib.Path
+        The output directory.
+    partitions : int
+        Partitions in the dataset.
+    done : int
+        Partitions computed and written by this call.
+    skipped : int
+        Partitions already done by an earlier call (not recomputed).
+    failed : list of (str, str)
+        Partitions that could not be computed (bad data), with the error; rerun to retry.
+    rows : int
+        Input rows of the partitions this call computed.
+    seconds : float
+        Wall time of the call.
+    """
+
+    out: Path
+    partitions: int
+    done: int
+    skipped: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every partition is done."""
+        return not self.failed and self.done + self.skipped == self.partitions
+
+    @property
+    def rows_per_second(self) -> float:
+        """Input rows computed per second of wall time."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def _segment(name: str, value: Any) -> str:
+    text = _NULL_SEGMENT if value is None else quote(str(value), safe="")
+    return f"{name}={text}"
+
+
+def partition_path(key: Sequence[tuple[str, Any]]) -> str:
+    """The hive path (``date=2024-01-08/underlying=SPX``) of a partition key."""
+    return "/".join(_segment(name, value) for name, value in key)
+
+
+def _filter(dataset: ds.Dataset, key: Sequence[tuple[str, Any]]) -> ds.Expression:
+    expression = None
+    for name, value in key:
+        column = pc.field(name)
+        field_type = dataset.schema.field(name).type
+        if pa.types.is_dictionary(field_type):
+            field_type = field_type.value_type
+            column = column.cast(field_type)
+        term = column.is_null() if value is None else column == pa.scalar(value, field_type)
+        expression = term if expression is None else expression & term
+    assert expression is not None
+    return expression
+
+
+def _partition_keys(
+    dataset: ds.Dataset, partition_by: Sequence[str]
+) -> list[tuple[tuple[tuple[str, Any], ...], int]]:
+    """Every distinct partition key with its row count, in sorted order."""
+    keys = dataset.to_table(columns=list(partition_by))
+    columns = {}
+    for name in partition_by:
+        column = keys.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        columns[name] = column
+    counts = pa.table(columns).group_by(list(partition_by)).aggregate([([], "count_all")])
+    rows = counts.to_pylist()
+    rows.sort(key=lambda row: tuple((row[name] is None, row[name]) for name in partition_by))
+    return [(tuple((name, row[name]) for name in partition_by), row["count_all"]) for row in rows]
+
+
+def _hive_keys(dataset: ds.Dataset) -> list[str]:
+    """The partition key names of a dataset's files, in path order."""
+    names: dict[str, None] = {}
+    if isinstance(dataset, ds.FileSystemDataset):
+        for fragment in dataset.get_fragments():
+            names.update(dict.fromkeys(ds.get_partition_keys(fragment.partition_expression)))
+    return list(names)
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write with ``write(temp_path)``, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        write(temp)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    _fsync_directory(path.parent)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    def write(temp: Path) -> None:
+        temp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
+
+    _atomic_write(path, write)
+
+
+def _options_record(levels_options: dict[str, Any]) -> dict[str, Any]:
+    """The job's effective options (defaults filled in, enums by value) as JSON data."""
+    merged: dict[str, Any] = {}
+    for function in (gex, levels):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+                merged[name] = parameter.default
+    merged.update(levels_options)
+
+    def plain(value: Any) -> Any:
+        return value.value if isinstance(value, enum.Enum) else repr(value)
+
+    return json.loads(json.dumps(merged, sort_keys=True, default=plain))
+
+
+def _process_partition(
+    source: Any,
+    key: tuple[tuple[str, Any], ...],
+    out: str,
+    levels_options: dict[str, Any],
+) -> dict[str, Any]:
+    """Read, compute and write one partition; the unit of work locally and on Dask."""
+    out_path = Path(out)
+    where = partition_path(key)
+    marker = out_path / _DONE / where / _MARKER
+    if marker.exists():  # done by an attempt that died before reporting back
+        return {"partition": where, "status": "skipped", "rows": 0}
+    started = time.perf_counter()
+    dataset = _open_dataset(source)
+    table = dataset.to_table(filter=_filter(dataset, key))
+    try:
+        tables = compute_partition(table, **levels_options)
+    except (ChainError, InvalidRowsError, ValueError) as error:
+        return {"partition": where, "status": "failed", "error": str(error), "rows": 0}
+    names = [name for name, _ in key]
+    for table_name, result in tables.items():
+        result = result.drop_columns([name for name in names if name in result.column_names])
+        _atomic_write(
+            out_path / table_name / where / _PART_FILE,
+            lambda temp, result=result: pq.write_table(result, temp),
+        )
+    _write_json(
+        marker,
+        {
+            "partition": where,
+            "rows": table.num_rows,
+            "tables": sorted(tables),
+            "seconds": time.perf_counter() - started,
+        },
+    )
+    return {"partition": where, "status": "done", "rows": table.num_rows}
+
+
+def _check_job(out: Path, record: dict[str, Any]) -> None:
+    job_file = out / _JOB_FILE
+    if job_file.exists():
+        previous = json.loads(job_file.read_text())
+        # an option added to fastgex since the job began matches when left at its default
+        defaults = _options_record({})
+        options = {
+            key: value
+            for key, value in record["options"].items()
+            if key in previous.get("options", {}) or value != defaults.get(key)
+        }
+        if previous != {**record, "options": options}:
+            raise ValueError(
+                f"{out} holds a job with other options ({previous}); resume it with the "
+                "same options or write to a new --out"
+            )
+    else:
+        _write_json(job_file, record)
+
+
+def run_batch(
+    dataset: Any,
+    out: str | os.PathLike,
+    *,
+    partition_by: Sequence[str] | None = None,
+    scheduler: str = "local",
+    address: str | None = None,
+    client: Any = None,
+    n_workers: int | None = None,
+    progress: bool | None = None,
+    **levels_options: Any,
+) -> BatchReport:
+    """Resumable per-partition job: totals, levels, profiles and surfaces as Parquet.
+
+    Parameters
+    ----------
+    dataset : path or pyarrow.dataset.Dataset
+        A Parquet dataset (hive directories such as ``date=2024-01-08/`` become keys).
+        On Dask, workers open it themselves, so a path must be reachable from them.
+    out : path
+        Output directory: ``out/<table>/<key=value>/.../part-0.parquet`` per table
+        (see :func:`compute_partition`) and ``out/_done/<partition>/_SUCCESS.json``
+        per finished partition. Read it back with :func:`read_results`.
+    partition_by : sequence of str, optional
+        Columns whose distinct values make the partitions (the unit of work and of
+        resumption). Default: the dataset's hive partition keys.
+    scheduler : {"local", "dask"}
+        One process, or one Dask task per partition.
+    address : str, optional
+        With ``scheduler="dask"``: a scheduler address; default a new LocalCluster.
+    client : distributed.Client, optional
+        With ``scheduler="dask"``: an existing client (overrides ``address``).
+    n_workers : int, optional
+        Workers of the LocalCluster (default 2).
+    progress : bool, optional
+        Draw a progress line on stderr; default only when stderr is a terminal.
+    **levels_options
+        Keywords of :func:`fastgex.levels` (``buckets``, ``views``, ``n_levels``, ...)
+        and :func:`fastgex.gex`. A rerun into the same ``out`` must use the same ones.
+
+    Returns
+    -------
+    BatchReport
+        Partitions done, skipped (already done) and failed, rows and time.
+
+    Raises
+    ------
+    ValueError
+        No partition keys, an unknown scheduler, or ``out`` holds a job with other
+        options.
+    """
+    started = time.perf_counter()
+    if scheduler not in ("local", "dask"):
+        raise ValueError(f"scheduler must be 'local' or 'dask', got {scheduler!r}")
+    opened = _open_dataset(dataset)
+    if partition_by is None:
+        partition_by = _hive_keys(opened)
+        if not partition_by:
+            raise ValueError(
+                "the dataset has no hive partition keys: give partition_by=, e.g. "
+                "('snapshot_time',) or ('date', 'underlying')"
+            )
+    partition_by = list(partition_by)
+    missing = [name for name in partition_by if name not in opened.schema.names]
+    if missing:
+        raise ValueError(f"partition_by columns {missing} are not in the dataset")
+    out_path = Path(out)
+    out_path.mkdir(parents=True, exist_ok=True)
+    _check_job(out_path, {"partition_by": partition_by, "options": _options_record(levels_options)})
+    keys = _partition_keys(opened, partition_by)
+    pending = [
+        (key, rows)
+        for key, rows in keys
+        if not (out_path / _DONE / partition_path(key) / _MARKER).exists()
+    ]
+    skipped = len(keys) - len(pending)
+    bar = Progress(sum(rows for _, rows in pending), len(pending), enabled=progress)
+    source = dataset if isinstance(dataset, ds.Dataset) else os.fspath(dataset)
+    if scheduler == "local":
+        summaries = _run_local(pending, source, out_path, levels_options, bar)
+    else:
+        summaries = _run_dask(
+            pending, source, out_path, levels_options, bar, address, client, n_workers
+        )
+    bar.close()
+    done = sum(1 for summary in summaries if summary["status"] == "done")
+    skipped += sum(1 for summary in summaries if summary["status"] == "skipped")
+    failed = [
+        (summary["partition"], summary["error"])
+        for summary in summaries
+        if summary["status"] == "failed"
+    ]
+    return BatchReport(
+        out=out_path,
+        partitions=len(keys),
+        done=done,
+        skipped=skipped,
+        failed=failed,
+        rows=sum(summary["rows"] for summary in summaries),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _run_local(pending, source, out: Path, levels_options, bar: Progress) -> list[dict]:
+    summaries = []
+    for key, rows in pending:
+        summaries.append(_process_partition(source, key, os.fspath(out), levels_options))
+        bar.update(rows=rows, partitions=1)
+    return summaries
+
+
+def _run_dask(
+    pending, source, out: Path, levels_options, bar, address, client, n_workers
+) -> list[dict]:
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError(
+            "scheduler='dask' needs dask.distributed: pip install 'fastgex[dask]'"
+        ) from None
+    cluster = None
+    own_client = client is None
+    if client is None:
+        if address is None:
+            cluster = distributed.LocalCluster(
+                n_workers=n_workers or 2,
+                threads_per_worker=1,  # the kernels are parallel already
+                processes=True,
+                dashboard_address=None,
+            )
+            client = distributed.Client(cluster)
+        else:
+            client = distributed.Client(address)
+    try:
+        run = uuid.uuid4().hex[:8]
+        futures = {
+            client.submit(
+                _process_partition,
+                source,
+                key,
+                os.fspath(out),
+                levels_options,
+                key=f"fastgex-partition-{run}-{index}",
+                pure=False,
+            ): rows
+            for index, (key, rows) in enumerate(pending)
+        }
+        summaries = []
+        for future in distributed.as_completed(futures):
+            summaries.append(future.result())
+            bar.update(rows=futures[future], partitions=1)
+        return summaries
+    finally:
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def read_results(out: str | os.PathLike, table: str) -> pa.Table:
+    """One result table of a batch job, over its done partitions only.
+
+    Parameters
+    ----------
+    out : path
+        The job's output directory.
+    table : str
+        ``totals``, ``dropped``, ``levels``, ``crossings``, ``profile``, ``by_strike``
+        or ``by_strike_expiry``.
+
+    Returns
+    -------
+    pyarrow.Table
+        The rows of every done partition, with the partition keys as columns (read
+        from the hive paths), partitions in sorted order.
+    """
+    out_path = Path(out)
+    done_root = out_path / _DONE
+    markers = sorted(done_root.rglob(_MARKER)) if done_root.exists() else []
+    files = []
+    for marker in markers:
+        where = marker.parent.relative_to(done_root)
+        path = out_path / table / where / _PART_FILE
+        if path.exists():
+            files.append(os.fspath(path))
+    if not files:
+        raise FileNotFoundError(f"no done partition of {table!r} under {out_path}")
+    dataset = ds.dataset(
+        files,
+        format="parquet",
+        partitioning=ds.partitioning(flavor="hive"),
+        partition_base_dir=os.fspath(out_path / table),
+    )
+    return dataset.to_table()
