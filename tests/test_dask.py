@@ -1,0 +1,130 @@
+"""The batch job on Dask: identical to the local run, and a killed worker loses nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from fastgex import batch, sample
+from fastgex.cli import main
+
+distributed = pytest.importorskip(
+    "distributed", reason="dask.distributed is not installed (pip install 'fastgex[dask]')"
+)
+
+DAYS = [dt.date(2024, 3, 4) + dt.timedelta(days=offset) for offset in range(6)]
+OPTIONS = {"buckets": "default", "n_levels": 21}
+TABLES = batch.RESULT_TABLES
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory) -> Path:
+    tables = []
+    for index, day in enumerate(DAYS):
+        snapshot = dt.datetime(day.year, day.month, day.day, 15, 30, tzinfo=dt.timezone.utc)
+        table = sample.sample_market(2000, n_underlyings=5, seed=index, snapshot_time=snapshot)
+        tables.append(table.append_column("date", pa.array([day] * table.num_rows, pa.date32())))
+    path = tmp_path_factory.mktemp("history")
+    ds.write_dataset(
+        pa.concat_tables(tables),
+        path,
+        format="parquet",
+        partitioning=["date"],
+        partitioning_flavor="hive",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_run(history, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    assert batch.run_batch(history, out, **OPTIONS).ok
+    return out
+
+
+@pytest.fixture(scope="module")
+def client():
+    # Worker processes (not threads): the kernels are Numba-parallel, one task per worker.
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as dask_client,
+    ):
+        yield dask_client
+
+
+def _tables(out: Path) -> dict[str, pa.Table]:
+    return {name: batch.read_results(out, name).sort_by([("date", "ascending")]) for name in TABLES}
+
+
+def _files(out: Path) -> list[str]:
+    return sorted(str(path.relative_to(out)) for path in out.rglob("*.parquet"))
+
+
+def test_dask_run_is_identical_to_the_local_run(history, local_run, client, tmp_path):
+    report = batch.run_batch(history, tmp_path, scheduler="dask", client=client, **OPTIONS)
+    assert report.ok and report.done == len(DAYS)
+    partitions = {
+        json.loads(marker.read_text())["partition"]
+        for marker in (tmp_path / "_done").rglob("_SUCCESS.json")
+    }
+    assert len(partitions) == len(DAYS)
+    assert _files(tmp_path) == _files(local_run)
+    for name, table in _tables(tmp_path).items():
+        assert table.equals(_tables(local_run)[name]), name
+    again = batch.run_batch(history, tmp_path, scheduler="dask", client=client, **OPTIONS)
+    assert (again.done, again.skipped) == (0, len(DAYS))
+
+
+def test_cli_dask_by_address(history, local_run, client, tmp_path, capsys):
+    address = client.scheduler.address
+    arguments = ["batch", str(history), "--out", str(tmp_path), "--buckets", "--levels", "21"]
+    assert main([*arguments, "--scheduler", "dask", "--address", address, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["done"], summary["failed"]) == (len(DAYS), [])
+    for name, table in _tables(tmp_path).items():
+        assert table.equals(_tables(local_run)[name]), name
+
+
+def _kill_on_third_rename(out: str) -> int:
+    """Runs on one worker: SIGKILL it between writing a temp file and renaming it."""
+    import os
+    import signal
+
+    from fastgex import batch as worker_batch
+
+    replace, calls = os.replace, []
+
+    def killing_replace(source, target):
+        if str(target).startswith(out):
+            calls.append(target)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        replace(source, target)
+
+    worker_batch.os.replace = killing_replace
+    return os.getpid()
+
+
+def test_dask_worker_killed_mid_job_loses_and_duplicates_nothing(
+    history, local_run, client, tmp_path
+):
+    client.wait_for_workers(2)
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    client.run(_kill_on_third_rename, str(tmp_path), workers=[victim])
+    report = batch.run_batch(history, tmp_path, scheduler="dask", client=client, **OPTIONS)
+    assert report.ok and report.done + report.skipped == len(DAYS)
+    assert victim not in client.scheduler_info()["workers"]  # it did die (and was replaced)
+    torn = list(tmp_path.rglob(".part-0.parquet.tmp-*"))
+    assert len(torn) == 1  # the killed write, ignored by every reader
+    assert _files(tmp_path) == _files(local_run)
+    for name, table in _tables(tmp_path).items():
+        assert table.equals(_tables(local_run)[name]), name
+    plain = ds.dataset(tmp_path / "totals", format="parquet", partitioning="hive").to_table()
+    assert plain.num_rows == batch.read_results(local_run, "totals").num_rows
