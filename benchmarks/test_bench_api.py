@@ -58,7 +58,7 @@ def test_jit_cold_and_warm_demo(benchmark):
         )
         cold = _timed([sys.executable, "-c", probe], env)
         warm_first_call = _timed([sys.executable, "-c", probe], env)
-        demo = [sys.executable, "-m", "fastgex", "demo"]
+        demo = [sys.executable, "-m", "fastgex", "demo", "--chart", ""]  # text only
         _timed(demo, env)  # compiles anything the demo needs beyond the probe
         benchmark.pedantic(_timed, args=(demo, env), rounds=3, iterations=1)
     warm_demo = benchmark.stats.stats.min

@@ -43,7 +43,7 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "figures"]
 templates_path: list[str] = []
 
 # Nitpicky mode: every cross-reference must resolve (the build passes -n).
@@ -61,6 +61,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"duckdb(\..*)?"),
     (r"py:.*", r"numba(\..*)?"),
     (r"py:.*", r"scipy(\..*)?"),
+    (r"py:.*", r"matplotlib(\..*)?"),
     (r"py:.*", r"math(\..*)?"),
     (r"py:.*", r"os\.PathLike"),
     (r"py:.*", r"pathlib(\..*)?"),
@@ -98,3 +99,20 @@ numpydoc_xref_param_type = False
 html_theme = "furo"
 html_title = f"fastgex {release}"
 html_static_path: list[str] = []
+
+
+# -- Figures ---------------------------------------------------------------------
+# Drawn by docs/make_figures.py with fastgex.plot at every build (into docs/figures,
+# not committed), so the pictures always show what the code computes.
+
+
+def _make_figures(app) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_figures
+
+    make_figures.main()
+
+
+def setup(app):
+    app.connect("builder-inited", _make_figures)
+    return {"parallel_read_safe": True}

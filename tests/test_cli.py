@@ -14,7 +14,7 @@ from fastgex.sample import sample_chain
 
 
 def test_demo_prints_totals_and_strikes(capsys):
-    assert main(["demo", "--contracts", "20000", "--top", "5"]) == 0
+    assert main(["demo", "--contracts", "20000", "--top", "5", "--chart", ""]) == 0
     out = capsys.readouterr().out
     assert "SPX" in out and "Largest |net GEX| strikes" in out and "not which way" in out
 

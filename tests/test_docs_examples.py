@@ -57,3 +57,12 @@ def test_osi_example_in_schema_page():
     assert chain.column("underlying").to_pylist() == ["SPXW", "SPXW"]
     assert chain.column("strike").to_pylist() == [4700.0, 4600.0]
     assert chain.column("option_type").to_pylist() == ["C", "P"]
+
+
+def test_plots_page_example(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is needed")
+    (block,) = [b for b in _blocks("plots.md") if "plot.save" in b]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "plots.md example", "exec"), {})
+    for name in ("strikes.png", "profile.png"):
+        assert (tmp_path / name).stat().st_size > 20_000
