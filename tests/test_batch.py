@@ -491,3 +491,53 @@ def test_progress_quiet_off_terminal_and_drawn_on_one():
     text = shown.getvalue()
     assert text.startswith("\r[#####---------------] 1/4 partitions  250/1.0k rows")
     assert "rows/s" in text and "ETA 0:" in text and text.endswith("\n")
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def test_partition_function_matches_the_job(history, clean_run):
+    """The Arrow-in / Arrow-out function that Spark's applyInArrow calls."""
+    dataset = ds.dataset(history[0], format="parquet", partitioning="hive")
+    function = batch.partition_function("levels", ["date"], **JOB_OPTIONS)
+    day = str(DAYS[1])
+    got = function(dataset.to_table(filter=pc.field("date") == day))
+    written = batch.read_results(clean_run, "levels").filter(pc.field("date") == day)
+    assert got.column_names[0] == "date" and set(got.column("date").to_pylist()) == {day}
+    assert got.drop_columns(["date"]).equals(written.drop_columns(["date"]))
+    with pytest.raises(ValueError, match="table_name"):
+        batch.partition_function("nope", ["date"])
+
+
+def test_spark_apply_in_arrow_matches_the_job(history, clean_run):
+    """The scaling guide's Spark recipe (nox -s spark installs pyspark; skipped otherwise)."""
+    pytest.importorskip("pyspark", reason="pyspark is not installed (run: nox -s spark)")
+    from pyspark.sql import SparkSession
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    try:
+        frame = spark.read.parquet(str(history[0]))  # date=... directories: a date column
+        function = batch.partition_function("totals", ["date"], **JOB_OPTIONS)
+        sample_day = frame.filter(frame.date == DAYS[0]).toArrow()
+        schema = from_arrow_schema(function(sample_day).schema)
+        result = frame.groupBy("date").applyInArrow(function, schema).toArrow()
+    finally:
+        spark.stop()
+    result = result.set_column(0, "date", pc.cast(result.column("date"), pa.string()))
+    keys = [("date", "ascending"), ("underlying", "ascending")]
+    expected = batch.read_results(clean_run, "totals")
+    expected = expected.select(result.column_names).sort_by(keys)
+    result = result.sort_by(keys)
+    assert result.column("underlying").equals(expected.column("underlying"))
+    assert result.column("contracts").equals(expected.column("contracts"))
+    np.testing.assert_allclose(
+        result.column("total_gex").to_numpy(),
+        expected.column("total_gex").to_numpy(),
+        rtol=RELATIVE_TOLERANCE,
+    )

@@ -28,7 +28,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,8 @@ __all__ = [
     "BatchReport",
     "compute_partition",
     "iter_batches",
+    "partition_function",
+    "partition_path",
     "read_results",
     "run_batch",
     "stream_gex",
@@ -430,6 +432,49 @@ def compute_partition(table: pa.Table, **levels_options: Any) -> dict[str, pa.Ta
     if result.by_strike_expiry is not None:
         tables["by_strike_expiry"] = result.by_strike_expiry
     return tables
+
+
+def partition_function(
+    table_name: str, keys: Sequence[str], **levels_options: Any
+) -> Callable[[pa.Table], pa.Table]:
+    """An Arrow-in / Arrow-out function of one partition, for engines that group for you.
+
+    For Spark's ``df.groupBy(*keys).applyInArrow(function, schema)`` (see the scaling
+    guide) or any engine that hands over one partition as a :class:`pyarrow.Table`.
+
+    Parameters
+    ----------
+    table_name : str
+        Which table of :func:`compute_partition` to return (see :data:`RESULT_TABLES`).
+    keys : sequence of str
+        The grouping columns: their values (constant within a partition) are put first
+        in the output, as in :func:`read_results`.
+    **levels_options
+        Keywords of :func:`fastgex.levels` and :func:`fastgex.gex`.
+
+    Returns
+    -------
+    callable
+        ``function(table) -> table``.
+    """
+    if table_name not in RESULT_TABLES:
+        raise ValueError(f"table_name must be one of {RESULT_TABLES}, got {table_name!r}")
+    keys = list(keys)
+
+    def function(table: pa.Table) -> pa.Table:
+        result = compute_partition(table, **levels_options).get(table_name)
+        if result is None:
+            raise ChainError(f"no {table_name!r} table for this partition (no expiration dates)")
+        result = result.drop_columns([name for name in keys if name in result.column_names])
+        zeros = pa.array(np.zeros(result.num_rows, np.int32))
+        for position, name in enumerate(keys):
+            column = table.column(name).slice(0, 1).combine_chunks()
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            result = result.add_column(position, name, pc.take(column, zeros))
+        return result
+
+    return function
 
 
 @dataclass(frozen=True)
