@@ -1,10 +1,10 @@
-"""Sessions: tests (default), lint, docs (default), bench (benchmarks, on demand), capi."""
+"""Sessions: tests, cuda_sim, lint, docs (default); bench, bench_cuda, capi (on demand)."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "docs"]
+nox.options.sessions = ["tests", "cuda_sim", "lint", "docs"]
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
@@ -14,6 +14,22 @@ def tests(session: nox.Session) -> None:
     """The whole test suite (real-chain tests skip when ../shared/data is absent)."""
     session.install(".[test]")
     session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def cuda_sim(session: nox.Session) -> None:
+    """The CUDA kernels under Numba's CUDA simulator, compared with the CPU kernels.
+
+    Its own process: the simulator must be on before numba is imported.
+    """
+    session.install(".[test]")
+    session.run(
+        "pytest",
+        "-q",
+        "tests/test_cuda_sim.py",
+        *session.posargs,
+        env={"NUMBA_ENABLE_CUDASIM": "1"},
+    )
 
 
 @nox.session
@@ -52,5 +68,22 @@ def bench(session: nox.Session) -> None:
         "--benchmark-columns=min,median,mean,rounds",
         "-p",
         "no:cacheprovider",
+        *session.posargs,
+    )
+
+
+@nox.session
+def bench_cuda(session: nox.Session) -> None:
+    """GPU benchmarks (benchmarks/test_bench_cuda.py; skipped without a CUDA GPU)."""
+    session.install(".[bench,cuda]")
+    session.run(
+        "pytest",
+        "benchmarks/test_bench_cuda.py",
+        "--benchmark-only",
+        "--benchmark-autosave",
+        "--benchmark-columns=min,median,mean,rounds",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
         *session.posargs,
     )

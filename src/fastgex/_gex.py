@@ -38,6 +38,7 @@ from fastgex.conventions import (
     parse_gamma_source,
     parse_unit,
 )
+from fastgex.device import resolve_device
 
 #: Default multiplier when the chain has no ``multiplier`` column.
 DEFAULT_MULTIPLIER = 100.0
@@ -228,6 +229,7 @@ def gex(
     format: str = "auto",
     buckets: Any = None,
     views: Sequence[str] | None = None,
+    device: str = "cpu",
 ) -> GexResult:
     """Signed dealer gamma exposure of every contract, aggregated per underlying and strike.
 
@@ -277,6 +279,10 @@ def gex(
     views : sequence of str, optional
         Views to add to the buckets: ``all``, ``ex_next_expiry``, ``ex_next_monthly``.
         Default with ``buckets``: ``("all",)``.
+    device : {"cpu", "cuda", "auto"}
+        Where the per-contract pass runs (see :doc:`/gpu`): ``cuda`` on an NVIDIA GPU
+        (host data copied once; copy and kernel times in ``settings["device_timing"]``),
+        ``auto`` on a GPU when one is present, else the CPU.
 
     Returns
     -------
@@ -312,6 +318,7 @@ def gex(
         format=format,
         buckets=buckets,
         views=views,
+        device=device,
     ).result
 
 
@@ -348,6 +355,7 @@ def _engine(
     by_expiry: bool = False,
     buckets: Any = None,
     views: Sequence[str] | None = None,
+    device: str = "cpu",
 ) -> _Engine:
     """:func:`gex` with its intermediate state (see there for the parameters).
 
@@ -356,6 +364,7 @@ def _engine(
     """
     if on_invalid not in ("drop", "raise"):
         raise ValueError(f"on_invalid must be 'drop' or 'raise', not {on_invalid!r}")
+    device = resolve_device(device)
     if isinstance(views, str):
         views = (views,)
     with_targets = buckets is not None or views is not None
@@ -394,8 +403,16 @@ def _engine(
         "snapshot_time": prepared.snapshot,
         "dealer_position": prepared.config.dealer_position,
         "model": "black76" if prepared.config.black76 else "bsm",
+        "device": device,
     }
     config = dataclasses.replace(prepared.config, unit_power=unit.price_power)
+    # The one dispatch point: the CUDA runner takes the CPU kernel's arguments.
+    kernel = None
+    if device == "cuda":
+        from fastgex._cuda_kernels import GexRunner
+
+        kernel = GexRunner(config)
+        settings["device_timing"] = kernel.timing
     # Buckets and views are decided before the pass, so its groups are keyed by target
     # class (fewer groups than expiries).
     targets = resolve_targets(prepared, prepared.work, buckets, views) if with_targets else None
@@ -409,6 +426,7 @@ def _engine(
         per_contract,
         by_expiry,
         targets,
+        kernel,
     )
     _check_finite(prepared, accumulated)
     result = _assemble(
@@ -922,9 +940,10 @@ def _run(
     per_contract,
     by_expiry=False,
     targets=None,
+    kernel=None,
 ) -> _Accumulated:
     n_underlyings = len(prepared.names)
-    kernel = _kernels.gex_kernel(config)
+    kernel = kernel or _kernels.gex_kernel(config)
     work = prepared.work
     order = _grouping_order(prepared.uid_values)
     if order is not None:

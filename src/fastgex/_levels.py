@@ -742,6 +742,8 @@ class _ProfileInputs:
     unit_power: int
     #: Sticky moneyness: per slot, ``(start, strikes, vols)`` of its smile; None: sticky strike.
     smile: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: The profile kernel: None for the CPU's, or a CUDA runner with the same arguments.
+    kernel: Any = None
 
     def run(self, slot_ratios: np.ndarray) -> np.ndarray:
         """Profile per slot at ``slot_ratios[slot, m]`` (levels / slot spot)."""
@@ -771,7 +773,7 @@ class _ProfileInputs:
         factor = np.where(bad, 0.0, factor)
         total = np.zeros((self.n_slots, n_levels))
         for batch in self.batches:
-            total += _profile_kernel.profile(
+            total += (self.kernel or _profile_kernel.profile)(
                 batch["strike"],
                 self._vols(batch, slot_ratio),
                 batch["time"],
@@ -890,6 +892,17 @@ def _smiles(batches, n_slots) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+def _profile_runner(settings: dict[str, Any]) -> Any:
+    """The CUDA profile runner when the GEX pass ran on CUDA (its times join the GEX's)."""
+    if settings.get("device") != "cuda":
+        return None
+    from fastgex._cuda_kernels import ProfileRunner
+
+    runner = ProfileRunner()
+    runner.timing = settings["device_timing"]
+    return runner
+
+
 def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysis:
     if vol_model not in VOL_MODELS:
         raise ValueError(f"vol_model must be one of {VOL_MODELS}, not {vol_model!r}")
@@ -989,6 +1002,7 @@ def _analyze(chain, *, buckets, views, grid, vol_model, gex_options) -> _Analysi
         unit_scale=unit.scale,
         unit_power=unit.price_power,
         smile=_smiles(batches, n_slots) if vol_model == "sticky_moneyness" else None,
+        kernel=_profile_runner(engine.result.settings),
     )
     slot_values = inputs.run(ratios[slot_underlying]) if n_slots else np.zeros((0, ratios.shape[1]))
     profile_values = np.zeros((n_targets, n_underlyings, ratios.shape[1]))

@@ -179,6 +179,7 @@ def _gex_options(args: argparse.Namespace) -> dict:
         "day_count": args.day_count,
         "settlement": args.settlement,
         "settlement_tz": args.settlement_tz,
+        "device": args.device,
     }
 
 
@@ -448,6 +449,12 @@ def _add_chain_options(command: argparse.ArgumentParser) -> None:
     """CHAIN and the options that map onto :func:`fastgex.gex` (gex, levels, profile)."""
     command.add_argument("chain", help="Parquet, Arrow IPC, CSV or CBOE quote file")
     command.add_argument("--format", choices=FORMATS, default="auto")
+    command.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the kernels run: cpu (default), cuda (NVIDIA GPU) or auto",
+    )
     command.add_argument("--spot", help="spot (one underlying) or NAME=SPOT,NAME=SPOT")
     command.add_argument("--snapshot-time", help="ISO 8601 time of the snapshot")
     command.add_argument(
