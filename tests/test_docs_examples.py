@@ -66,3 +66,29 @@ def test_plots_page_example(tmp_path, monkeypatch):
     exec(compile(block, "plots.md example", "exec"), {})
     for name in ("strikes.png", "profile.png"):
         assert (tmp_path / name).stat().st_size > 20_000
+
+
+def _table_numbers(page: str) -> list[float]:
+    """The last column of every markdown table row of ``page`` that ends in a number."""
+    numbers = []
+    for line in (DOCS / page).read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and re.fullmatch(r"-?\d+(\.\d+)?", cells[-1]):
+            numbers.append(float(cells[-1]))
+    return numbers
+
+
+def test_comparison_page_numbers_are_what_the_code_computes(chains_dir):
+    """The worked example runs, its tables show its own results, and the published
+    figures (-11.00 $bn total, zero gamma 4,734) come out of the published settings."""
+    (block,) = [b for b in _blocks("comparison.md") if "totals" in b]
+    namespace: dict = {}
+    code = block.replace(
+        '"phammings_spx_quotedata_2024-01-07.csv"',
+        repr(str(chains_dir / "phammings_spx_quotedata_2024-01-07.csv")),
+    )
+    exec(compile(code, "comparison.md example", "exec"), namespace)
+    computed = [*namespace["totals"].values(), *namespace["points"].values()]
+    assert _table_numbers("comparison.md") == computed
+    assert namespace["totals"]["published settings"] == -11.00  # the published figure
+    assert abs(namespace["points"]["zero_gamma_grid"] - 4734) <= 3  # the published flip

@@ -371,6 +371,7 @@ def test_unit_factor_values():
     assert unit_factor(4500.0, "dollars_per_1pct") == 4500.0 * 4500.0 * 0.01
     assert unit_factor(4500.0, "dollars_per_point") == 4500.0
     assert unit_factor(4500.0, "shares_per_dollar") == 1.0
+    assert unit_factor(4500.0, "units_per_1pct") == 45.0
     with pytest.raises(ValueError, match="unknown unit"):
         unit_factor(4500.0, "dollars_per_bp")
 
@@ -490,7 +491,7 @@ def test_convention_table():
         "long_calls_short_puts": (1, -1),
         "short_all": (-1, -1),
     }
-    assert UNITS == ("dollars_per_1pct", "dollars_per_point", "shares_per_dollar")
+    assert UNITS == ("dollars_per_1pct", "dollars_per_point", "shares_per_dollar", "units_per_1pct")
 
 
 # ------------------------------------------------------------------ gex_reference shape
