@@ -22,7 +22,7 @@ def _blocks(page: str) -> list[str]:
     return BLOCK.findall((DOCS / page).read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "methodology.md"])
+@pytest.mark.parametrize("page", ["quickstart.md", "methodology.md", "greeks.md"])
 def test_examples_run(page):
     namespace: dict = {}
     exec("import fastgex", namespace)
