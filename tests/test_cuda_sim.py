@@ -168,51 +168,66 @@ def test_gex_matches_cpu_with_every_reason():
     assert all(value >= 0.0 for value in timing.values()) and timing["kernel_s"] > 0.0
 
 
-@pytest.mark.parametrize(
-    ("extra", "options", "planted"),
-    [
-        ("forward", {}, "invalid_forward"),  # Black-76 on each row's forward
-        ("dealer_position", {}, "invalid_dealer_position"),
-        ("row_carry", {}, "invalid_rate"),  # rate / dividend_yield columns varying per row
-        ("multiplier", {"unit": "dollars_per_point"}, "invalid_multiplier"),
-        ("gamma", {"gamma_source": "column", "unit": "shares_per_dollar"}, "invalid_gamma"),
-    ],
-)
-def test_gex_kernel_variants_match_cpu(extra, options, planted):
+def _variant_chain(variant: str) -> tuple[pa.Table, dict, set[str]]:
+    """The chain of a kernel variant, its options and the reasons planted for it.
+
+    Two variants cover every compile-time switch (each is one more CPU kernel to
+    compile, so they are combined): ``futures`` is Black-76 on per-row forwards with
+    per-row rate, dividend yield and multiplier, in $ per point; ``dealer`` is signed
+    dealer positions with the chain's own gamma column, in shares per $.
+    """
     chain = _chain(n_rows=90, seed=2)
     n_rows = chain.num_rows
     rng = np.random.default_rng(3)
-    if extra == "forward":
+    if variant == "futures":
         forward = chain.column("strike").to_numpy() * rng.uniform(0.9, 1.1, n_rows)
         forward[20] = np.nan
-        chain = chain.append_column("forward", pa.array(forward))
-    elif extra == "dealer_position":
-        position = rng.normal(0, 3000, n_rows)
-        position[21] = np.inf
-        chain = chain.drop_columns(["open_interest"]).append_column(
-            "dealer_position", pa.array(position)
-        )
-    elif extra == "row_carry":
         rate = rng.uniform(0.0, 0.06, n_rows)
         rate[22] = np.nan
-        chain = chain.append_column("rate", pa.array(rate))
-        chain = chain.append_column("dividend_yield", pa.array(rng.uniform(0, 0.03, n_rows)))
-    elif extra == "multiplier":
         multiplier = rng.choice([10.0, 100.0], n_rows)
         multiplier[23] = 0.0
-        chain = chain.append_column("multiplier", pa.array(multiplier))
-    else:
-        gamma = rng.uniform(0.0, 0.05, n_rows)
-        gamma[24] = -1.0
-        chain = chain.append_column("gamma", pa.array(gamma))
+        for name, values in (
+            ("forward", forward),
+            ("rate", rate),
+            ("dividend_yield", rng.uniform(0, 0.03, n_rows)),
+            ("multiplier", multiplier),
+        ):
+            chain = chain.append_column(name, pa.array(values))
+        return (
+            chain,
+            {"unit": "dollars_per_point"},
+            {"invalid_forward", "invalid_rate", "invalid_multiplier"},
+        )
+    position = rng.normal(0, 3000, n_rows)
+    position[21] = np.inf
+    gamma = rng.uniform(0.0, 0.05, n_rows)
+    gamma[24] = -1.0
+    chain = chain.drop_columns(["open_interest"])
+    chain = chain.append_column("dealer_position", pa.array(position))
+    chain = chain.append_column("gamma", pa.array(gamma))
+    options = {"gamma_source": "column", "unit": "shares_per_dollar"}
+    return chain, options, {"invalid_dealer_position", "invalid_gamma"}
+
+
+@pytest.mark.parametrize("variant", ["futures", "dealer"])
+def test_gex_kernel_variants_match_cpu(variant):
+    chain, options, planted = _variant_chain(variant)
     cpu = fastgex.gex(chain, spot=SPOT, per_contract=True, **options)
     gpu = fastgex.gex(chain, spot=SPOT, per_contract=True, device="cuda", **options)
-    # The variant's own planted bad row is seen (a check of the input itself).
-    assert planted in cpu.dropped.column("reason").to_pylist()
+    # The variant's own planted bad rows are seen (a check of the input itself).
+    assert planted <= set(cpu.dropped.column("reason").to_pylist())
     _assert_same_gex(cpu, gpu, per_contract=True)
 
 
-def test_gex_without_by_strike_and_with_buckets_match_cpu():
+def test_profile_futures_variant_matches_cpu():
+    """The profile's runtime switches: Black-76, per-row carry and multiplier."""
+    chain, options, _ = _variant_chain("futures")
+    cpu = fastgex.profile(chain, spot=SPOT, n_levels=5, **options)
+    gpu = fastgex.profile(chain, spot=SPOT, n_levels=5, device="cuda", **options)
+    _assert_same_profile(cpu, gpu, RELATIVE)
+
+
+def test_gex_without_by_strike_matches_cpu():
     chain = _chain(n_rows=60, seed=4, bad=False)
     cpu = fastgex.gex(chain, spot=SPOT, by_strike=False)
     gpu = fastgex.gex(chain, spot=SPOT, by_strike=False, device="cuda")
