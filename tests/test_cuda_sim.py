@@ -8,7 +8,7 @@ the same comparisons run on the hardware (and the ``gpu`` tests with them).
 Inputs stay small (tens to a few hundred rows): the simulator runs every CUDA thread
 as a Python thread. Tolerances: the CUDA path evaluates the same scalar functions in
 the same float64 arithmetic, only the order of the additions differs (tiles of
-``LAUNCH.tile_rows`` rows instead of the CPU's blocks and strips), so totals agree to
+``LAUNCH.threads_per_block`` rows instead of the CPU's blocks and strips), so totals agree to
 ``1e-12`` relative to the sum of the absolute contributions; counts and reasons agree
 exactly.
 """
@@ -235,20 +235,33 @@ def test_gex_without_by_strike_matches_cpu():
     _assert_same_gex(cpu, gpu)
 
 
-def test_gex_totals_do_not_depend_on_the_launch_shape(monkeypatch):
-    """Same plan, any grid: bitwise the same totals (no atomics, fixed order)."""
+def test_gex_totals_do_not_depend_on_the_grid(monkeypatch):
+    """Same plan, any number of blocks: bitwise the same totals (no atomics, fixed order)."""
     chain = _chain(n_rows=120, seed=5)
     results = []
-    for threads, blocks in ((1, 1), (4, 2), (32, 7)):
-        launch = _cuda_kernels.LaunchConfig(
-            threads_per_block=threads, max_blocks=blocks, tile_rows=8
-        )
+    for blocks in (1, 2, 7):
+        launch = _cuda_kernels.LaunchConfig(threads_per_block=16, max_blocks=blocks, tile_rows=8)
         monkeypatch.setattr(_cuda_kernels, "LAUNCH", launch)
         result = fastgex.gex(chain, spot=SPOT, by_strike=False, device="cuda")
         results.append(result.by_underlying.select(["call_gex", "put_gex"]).to_pylist())
     repeat = fastgex.gex(chain, spot=SPOT, by_strike=False, device="cuda")
     results.append(repeat.by_underlying.select(["call_gex", "put_gex"]).to_pylist())
     assert all(result == results[0] for result in results)  # exact equality
+
+
+def test_gex_tiles_follow_the_block_size(monkeypatch):
+    """Tiles as long as the blocks (16 or 32 rows): the same totals to rounding."""
+    chain = _chain(n_rows=120, seed=5)
+    cpu = fastgex.gex(chain, spot=SPOT, by_strike=False)
+    monkeypatch.setattr(_cuda_kernels, "LAUNCH", _cuda_kernels.LaunchConfig(32, 2, 8))
+    _assert_same_gex(cpu, fastgex.gex(chain, spot=SPOT, by_strike=False, device="cuda"))
+    monkeypatch.setattr(_cuda_kernels, "LAUNCH", _cuda_kernels.LaunchConfig(12, 2, 8))
+    with pytest.raises(ValueError, match="power of two"):
+        fastgex.gex(chain, spot=SPOT, by_strike=False, device="cuda")
+    plan = _cuda_kernels.plan_to_device(_cuda_kernels.tile_plan(np.zeros(40, np.int32), 1, 40))
+    monkeypatch.setattr(_cuda_kernels, "LAUNCH", _cuda_kernels.LaunchConfig(16, 2, 8))
+    with pytest.raises(ValueError, match="at most 16"):
+        _cuda_kernels.gex_on_device(_kernels.KernelConfig(), {}, {}, plan)
 
 
 def test_gex_on_invalid_raise():
@@ -338,12 +351,13 @@ def test_gex_arrays_host_and_device_inputs_match_cpu():
     on_device = device.gex_arrays(*[cuda.to_device(column) for column in columns[:6]], columns[6])
     scale = _scale(cpu)
     for result in (host, on_device):
-        np.testing.assert_allclose(
-            result.by_underlying.column("total_gex").to_numpy(),
-            cpu.by_underlying.column("total_gex").to_numpy(),
-            rtol=0,
-            atol=RELATIVE * scale,
-        )
+        for column in ("total_gex", "call_gex", "put_gex"):
+            np.testing.assert_allclose(
+                result.by_underlying.column(column).to_numpy(),
+                cpu.by_underlying.column(column).to_numpy(),
+                rtol=0,
+                atol=RELATIVE * scale,
+            )
         assert (
             result.by_underlying.column("contracts").to_pylist()
             == cpu.by_underlying.column("contracts").to_pylist()
@@ -357,7 +371,7 @@ def test_gex_arrays_host_and_device_inputs_match_cpu():
 
 def test_gex_arrays_results_can_stay_on_the_device():
     columns = _arrays(n_rows=40, seed=8)
-    plan = _cuda_kernels.tile_plan(columns[5], 3)
+    plan = _cuda_kernels.tile_plan(columns[5], 3, _cuda_kernels.gex_tile_rows())
     kept = device.gex_arrays(*columns, plan=plan, keep_on_device=True, per_contract=True)
     assert kept.by_underlying is None and kept.dropped is None
     assert _cuda_kernels.is_device_array(kept.device_sums)

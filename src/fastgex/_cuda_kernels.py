@@ -9,10 +9,13 @@ functions. Only the loops and the reductions are written here.
 Determinism (no floating-point atomics anywhere):
 
 * rows are cut into *tiles*: runs of one underlying (or profile slot), at most
-  ``LAUNCH.tile_rows`` long, planned on the host from the row ids (:func:`tile_plan`);
-  the plan depends on the data only, never on the GPU or the launch shape;
-* one thread sums one tile in row order (Neumaier-compensated for GEX) into its own
-  slot of a ``tiles x ...`` partial array;
+  ``LAUNCH.threads_per_block`` (GEX) or ``LAUNCH.tile_rows`` (profile) long, planned
+  on the host from the row ids (:func:`tile_plan`); the plan depends on the data and
+  that length only, never on the GPU or the number of blocks;
+* GEX: one block reads one tile, one row per thread (coalesced), and adds the rows by
+  a fixed pairwise tree in shared memory into the tile's slot of a ``tiles x 2``
+  array; status counts are integer atomics (exact). Profile: one thread sums one
+  (tile, level) in row order into a ``tiles x levels`` array;
 * one thread per underlying (or per slot and level) adds its tiles' partials in a fixed
   order (tile order within the underlying). So the same input gives bitwise the same
   totals on every run and every grid size.
@@ -47,13 +50,13 @@ class LaunchConfig:
     Attributes
     ----------
     threads_per_block : int
-        Threads per CUDA block.
+        Threads per CUDA block (a power of two >= 16); also the longest GEX tile.
     max_blocks : int
         Upper bound on blocks per launch (the loops are grid-stride, so any grid
         covers the work and the result does not depend on it).
     tile_rows : int
-        Longest tile (run of rows one thread reduces). Part of the plan, so it fixes
-        the order of the sums.
+        Longest profile tile (the rows one thread sums per level). Tile lengths are
+        part of the plan, so they fix the order of the sums.
     """
 
     threads_per_block: int = 256
@@ -174,8 +177,12 @@ def tile_plan(ids: np.ndarray, n_ids: int, tile_rows: int | None = None) -> Tile
 
 
 @cache
-def gex_kernels(config: KernelConfig) -> tuple[Any, Any, Any]:
-    """``(rows, tiles, combine)`` CUDA kernels of the fused GEX pass for ``config``."""
+def gex_kernels(config: KernelConfig, threads: int) -> tuple[Any, Any]:
+    """``(tiles, combine)`` CUDA kernels of the fused GEX pass for ``config``.
+
+    ``threads`` (threads per block, a power of two >= 16) is also the longest tile: one
+    block reduces one tile at a time, one row per thread.
+    """
     module = _gex_kernel if config == KernelConfig() else _kernels._load_variant(config)
     status_of = _device(module.row_status)
     value_of = _device(module.contract_value)
@@ -187,8 +194,9 @@ def gex_kernels(config: KernelConfig) -> tuple[Any, Any, Any]:
     call_code = CALL_CODE
     n_codes = _N_CODES
 
-    @cuda.jit
-    def rows_kernel(
+    @cuda.jit(device=True)
+    def row_value(
+        row,
         strike,
         vol,
         time_to_expiry,
@@ -205,99 +213,157 @@ def gex_kernels(config: KernelConfig) -> tuple[Any, Any, Any]:
         put_sign,
         unit_scale,
         min_time,
-        values,
-        status,
     ):
-        """Per row: signed GEX (0.0 when not counted) and status code (0 = counted)."""
-        for row in range(cuda.grid(1), strike.size, cuda.gridsize(1)):
-            underlying = underlying_id[row]
-            # Validate first and evaluate only valid rows (the CPU kernel names reasons
-            # after its vectorized pass; the outcome per row is the same).
-            code = status_of(
-                row,
-                strike,
-                vol,
-                time_to_expiry,
-                quantity,
-                option_code,
-                underlying_id,
-                rate,
-                dividend_yield,
-                forward,
-                gamma_column,
-                multiplier,
-            )
-            value = 0.0
-            if code == 0:
-                spot_value = spot[underlying]
-                if black76 or (spot_value > 0.0 and abs(spot_value) < math.inf):
-                    value, valid = value_of(
-                        row,
-                        strike,
-                        vol,
-                        time_to_expiry,
-                        quantity,
-                        option_code,
-                        rate,
-                        dividend_yield,
-                        forward,
-                        gamma_column,
-                        multiplier,
-                        spot_value,
-                        0.0 if row_carry else rate[underlying],
-                        0.0 if row_carry else dividend_yield[underlying],
-                        0.0 if row_multiplier else multiplier[underlying],
-                        call_sign,
-                        put_sign,
-                        unit_scale,
-                        min_time,
-                    )
-                    if valid == 0:
-                        code = non_finite
-                        value = 0.0
-                else:  # no usable spot: the CPU kernel counts these as non-finite results
+        """``(signed GEX, status code)`` of one row; 0.0 unless the code is 0."""
+        underlying = underlying_id[row]
+        # Validate first and evaluate only valid rows (the CPU kernel names reasons
+        # after its vectorized pass; the outcome per row is the same).
+        code = status_of(
+            row,
+            strike,
+            vol,
+            time_to_expiry,
+            quantity,
+            option_code,
+            underlying_id,
+            rate,
+            dividend_yield,
+            forward,
+            gamma_column,
+            multiplier,
+        )
+        value = 0.0
+        if code == 0:
+            spot_value = spot[underlying]
+            if black76 or (spot_value > 0.0 and abs(spot_value) < math.inf):
+                value, valid = value_of(
+                    row,
+                    strike,
+                    vol,
+                    time_to_expiry,
+                    quantity,
+                    option_code,
+                    rate,
+                    dividend_yield,
+                    forward,
+                    gamma_column,
+                    multiplier,
+                    spot_value,
+                    0.0 if row_carry else rate[underlying],
+                    0.0 if row_carry else dividend_yield[underlying],
+                    0.0 if row_multiplier else multiplier[underlying],
+                    call_sign,
+                    put_sign,
+                    unit_scale,
+                    min_time,
+                )
+                if valid == 0:
                     code = non_finite
-            values[row] = value
-            status[row] = code
+                    value = 0.0
+            else:  # no usable spot: the CPU kernel counts these as non-finite results
+                code = non_finite
+        return value, code
 
     @cuda.jit
-    def tiles_kernel(values, status, option_code, tile_start, partial_sums, partial_counts):
-        """One thread per tile: compensated call/put sums and rows per status, in order."""
+    def tiles_kernel(
+        strike,
+        vol,
+        time_to_expiry,
+        quantity,
+        option_code,
+        underlying_id,
+        spot,
+        rate,
+        dividend_yield,
+        forward,
+        gamma_column,
+        multiplier,
+        call_sign,
+        put_sign,
+        unit_scale,
+        min_time,
+        tile_start,
+        partial_sums,
+        partial_counts,
+        values,
+        status,
+        write_rows,
+    ):
+        """One block per tile, one row per thread: call/put sums and rows per status.
+
+        Rows are read once, coalesced. The block adds its rows by a fixed pairwise tree
+        in shared memory (the same tree for every launch: deterministic); status counts
+        are integer atomics (exact in any order).
+        """
+        call_shared = cuda.shared.array(threads, np.float64)
+        put_shared = cuda.shared.array(threads, np.float64)
+        counts_shared = cuda.shared.array(n_codes, np.int32)
+        lane = cuda.threadIdx.x
         n_tiles = tile_start.size - 1
-        for tile in range(cuda.grid(1), n_tiles, cuda.gridsize(1)):
-            call_total = 0.0
-            call_compensation = 0.0
-            put_total = 0.0
-            put_compensation = 0.0
-            for row in range(tile_start[tile], tile_start[tile + 1]):
-                code = status[row]
-                partial_counts[tile, code] += 1
-                if code == 0:
-                    if option_code[row] == call_code:
-                        call_total, call_compensation = neumaier(
-                            call_total, call_compensation, values[row]
-                        )
-                    else:
-                        put_total, put_compensation = neumaier(
-                            put_total, put_compensation, values[row]
-                        )
-            partial_sums[tile, 0] = call_total
-            partial_sums[tile, 1] = put_total
-            partial_sums[tile, 2] = call_compensation
-            partial_sums[tile, 3] = put_compensation
+        for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):
+            if lane < n_codes:
+                counts_shared[lane] = 0
+            cuda.syncthreads()
+            row = tile_start[tile] + lane
+            call_value = 0.0
+            put_value = 0.0
+            if row < tile_start[tile + 1]:
+                value, code = row_value(
+                    row,
+                    strike,
+                    vol,
+                    time_to_expiry,
+                    quantity,
+                    option_code,
+                    underlying_id,
+                    spot,
+                    rate,
+                    dividend_yield,
+                    forward,
+                    gamma_column,
+                    multiplier,
+                    call_sign,
+                    put_sign,
+                    unit_scale,
+                    min_time,
+                )
+                if option_code[row] == call_code:
+                    call_value = value
+                else:
+                    put_value = value
+                cuda.atomic.add(counts_shared, code, 1)
+                if write_rows:
+                    values[row] = value
+                    status[row] = code
+            call_shared[lane] = call_value
+            put_shared[lane] = put_value
+            cuda.syncthreads()
+            stride = threads // 2
+            while stride > 0:
+                if lane < stride:
+                    call_shared[lane] += call_shared[lane + stride]
+                    put_shared[lane] += put_shared[lane + stride]
+                cuda.syncthreads()
+                stride //= 2
+            if lane == 0:
+                partial_sums[tile, 0] = call_shared[0]
+                partial_sums[tile, 1] = put_shared[0]
+            if lane < n_codes:
+                partial_counts[tile, lane] = counts_shared[lane]
+            cuda.syncthreads()  # the shared arrays are reused by the next tile
 
     @cuda.jit
     def combine_kernel(id_offsets, id_tiles, partial_sums, partial_counts, sums, counts):
-        """One thread per underlying: its tiles' partials added in tile order."""
+        """One thread per underlying: its tiles' sums added in tile order (compensated)."""
         n_ids = id_offsets.size - 1
         for underlying in range(cuda.grid(1), n_ids, cuda.gridsize(1)):
             for side in range(2):
                 total = 0.0
                 compensation = 0.0
                 for index in range(id_offsets[underlying], id_offsets[underlying + 1]):
-                    tile = id_tiles[index]
-                    compensation += partial_sums[tile, 2 + side]
-                    total, compensation = neumaier(total, compensation, partial_sums[tile, side])
+                    total, compensation = neumaier(
+                        total, compensation, partial_sums[id_tiles[index], side]
+                    )
                 sums[underlying, side] = total + compensation
             for code in range(n_codes):
                 count = 0
@@ -305,26 +371,55 @@ def gex_kernels(config: KernelConfig) -> tuple[Any, Any, Any]:
                     count += partial_counts[id_tiles[index], code]
                 counts[underlying, code] = count
 
-    return rows_kernel, tiles_kernel, combine_kernel
+    return tiles_kernel, combine_kernel
 
 
-def gex_on_device(config: KernelConfig, arrays: dict[str, Any], scalars: dict[str, float], plan):
-    """Run the three GEX kernels on device arrays; everything stays on the device.
+def gex_tile_rows() -> int:
+    """Longest GEX tile: one block reduces one tile, so it is the threads per block."""
+    threads = LAUNCH.threads_per_block
+    if threads < _N_CODES or threads & (threads - 1):
+        raise ValueError(f"threads_per_block must be a power of two >= 16, not {threads}")
+    return threads
+
+
+def gex_on_device(
+    config: KernelConfig,
+    arrays: dict[str, Any],
+    scalars: dict[str, float],
+    plan: dict[str, Any],
+    write_rows: bool = True,
+):
+    """Run the GEX kernels on device arrays; everything stays on the device.
 
     ``arrays`` holds device arrays (``strike``, ``vol``, ``time``, ``quantity``,
     ``code``, ``uid``, ``spot``, ``rate``, ``dividend_yield``, ``forward``, ``gamma``,
     ``multiplier``) in the CPU kernel's layout; ``plan`` is the :class:`TilePlan` of
-    ``uid`` with its arrays on the device (see :func:`plan_to_device`).
+    ``uid`` (tiles of at most :func:`gex_tile_rows` rows) with its arrays on the device
+    (see :func:`plan_to_device`).
 
     Returns ``(sums, counts, values, status)`` device arrays: ``sums[u]`` call/put GEX,
-    ``counts[u, c]`` rows with status ``c`` (0 = counted), per-row values and codes.
+    ``counts[u, c]`` rows with status ``c`` (0 = counted), and with ``write_rows`` the
+    per-row values and codes (else None).
     """
-    rows_kernel, tiles_kernel, combine_kernel = gex_kernels(config)
+    threads = gex_tile_rows()
+    if plan["max_tile_rows"] > threads:
+        raise ValueError(
+            f"the plan has tiles of {plan['max_tile_rows']} rows; the GEX kernel takes at "
+            f"most {threads} (plan with tile_plan(ids, n, {threads}))"
+        )
+    tiles_kernel, combine_kernel = gex_kernels(config, threads)
     n_rows = arrays["strike"].shape[0]
-    values = cuda.device_array(n_rows, dtype=np.float64)
-    status = cuda.device_array(n_rows, dtype=np.int8)
-    if n_rows:
-        rows_kernel[_grid(n_rows)](
+    values = cuda.device_array(n_rows if write_rows else 1, dtype=np.float64)
+    status = cuda.device_array(n_rows if write_rows else 1, dtype=np.int8)
+    n_tiles = plan["n_tiles"]
+    partial_sums = cuda.device_array((max(1, n_tiles), 2), dtype=np.float64)
+    partial_counts = cuda.device_array((max(1, n_tiles), _N_CODES), dtype=np.int32)
+    n_ids = plan["n_ids"]
+    sums = cuda.device_array((n_ids, 2), dtype=np.float64)
+    counts = cuda.device_array((n_ids, _N_CODES), dtype=np.int64)
+    if n_tiles:
+        blocks = max(1, min(LAUNCH.max_blocks, n_tiles))
+        tiles_kernel[blocks, threads](
             arrays["strike"],
             arrays["vol"],
             arrays["time"],
@@ -341,24 +436,18 @@ def gex_on_device(config: KernelConfig, arrays: dict[str, Any], scalars: dict[st
             scalars["put_sign"],
             scalars["unit_scale"],
             scalars["min_time"],
+            plan["tile_start"],
+            partial_sums,
+            partial_counts,
             values,
             status,
-        )
-    n_tiles = plan["n_tiles"]
-    partial_sums = cuda.device_array((max(1, n_tiles), 4), dtype=np.float64)
-    partial_counts = cuda.to_device(np.zeros((max(1, n_tiles), _N_CODES), dtype=np.int64))
-    n_ids = plan["n_ids"]
-    sums = cuda.device_array((n_ids, 2), dtype=np.float64)
-    counts = cuda.device_array((n_ids, _N_CODES), dtype=np.int64)
-    if n_tiles:
-        tiles_kernel[_grid(n_tiles)](
-            values, status, arrays["code"], plan["tile_start"], partial_sums, partial_counts
+            write_rows,
         )
     if n_ids:
         combine_kernel[_grid(n_ids)](
             plan["id_offsets"], plan["id_tiles"], partial_sums, partial_counts, sums, counts
         )
-    return sums, counts, values, status
+    return sums, counts, (values if write_rows else None), (status if write_rows else None)
 
 
 def plan_to_device(plan: TilePlan) -> dict[str, Any]:
@@ -370,6 +459,7 @@ def plan_to_device(plan: TilePlan) -> dict[str, Any]:
         "id_tiles": cuda.to_device(plan.id_tiles if plan.n_tiles else np.zeros(1, np.int64)),
         "n_tiles": plan.n_tiles,
         "n_ids": plan.n_ids,
+        "max_tile_rows": int(np.diff(plan.tile_start).max()) if plan.n_tiles else 0,
     }
 
 
@@ -444,7 +534,9 @@ class GexRunner:
         """Same contract as :func:`fastgex._gex_kernel.run` (``rows_per_block`` unused)."""
         n_rows = strike.size
         started = time.perf_counter()
-        plan = tile_plan(underlying_id, n_underlyings)
+        plan = tile_plan(underlying_id, n_underlyings, gex_tile_rows())
+        want_groups = group_id.size == n_rows and n_groups > 0
+        need_rows = want_groups or values_out.size == n_rows or status_out.size == n_rows
         host = {
             "strike": strike,
             "vol": vol,
@@ -473,13 +565,12 @@ class GexRunner:
                 "min_time": float(min_time),
             },
             device_plan,
+            need_rows,
         )
         _synchronize()
         computed = time.perf_counter()
         sums_host = sums.copy_to_host()
         counts_host = counts.copy_to_host()
-        want_groups = group_id.size == n_rows and n_groups > 0
-        need_rows = want_groups or values_out.size == n_rows or status_out.size == n_rows
         row_values = values.copy_to_host() if need_rows else None
         row_status = status.copy_to_host() if need_rows else None
         self.timing["host_to_device_s"] += copied - started

@@ -188,8 +188,9 @@ def gex_arrays(
     dealer_position : bool
         ``quantity`` holds signed dealer contracts (no convention sign applied).
     plan : TilePlan, optional
-        A precomputed :func:`fastgex._cuda_kernels.tile_plan` of ``underlying_id`` (a
-        host array). Without it, a device ``underlying_id`` is copied to the host once
+        A precomputed ``fastgex._cuda_kernels.tile_plan(ids, n_underlyings,
+        fastgex._cuda_kernels.gex_tile_rows())`` of ``underlying_id`` (a host array).
+        Without it, a device ``underlying_id`` is copied to the host once
         (4 bytes per row) to plan the tiles.
     per_contract : bool
         Keep the per-row values and status codes (on the device).
@@ -215,7 +216,7 @@ def gex_arrays(
         ids = underlying_id
         if kernels.is_device_array(ids):
             ids = kernels.as_device_array(ids).copy_to_host()
-        plan = kernels.tile_plan(np.asarray(ids), n_underlyings)
+        plan = kernels.tile_plan(np.asarray(ids), n_underlyings, kernels.gex_tile_rows())
 
     def per_underlying(value: Any) -> Any:
         if kernels.is_device_array(value):
@@ -246,7 +247,9 @@ def gex_arrays(
         "unit_scale": float(unit_scale),
         "min_time": float(min_time_to_expiry),
     }
-    sums, counts, values, status = kernels.gex_on_device(config, arrays, scalars, device_plan)
+    sums, counts, values, status = kernels.gex_on_device(
+        config, arrays, scalars, device_plan, per_contract
+    )
     kernels._synchronize()
     computed = time.perf_counter()
     timing = {"host_to_device_s": copied - started, "kernel_s": computed - copied}
