@@ -87,3 +87,16 @@ def bench_cuda(session: nox.Session) -> None:
         "-rs",
         *session.posargs,
     )
+
+
+@nox.session
+def spark(session: nox.Session) -> None:
+    """The Spark recipe of docs/scaling.md (applyInArrow) on local[2] Spark; needs Java 17+.
+
+    On demand only: pyspark is about 400 MB and the JVM start takes about a minute here.
+    """
+    session.install(".[test]", "pyspark>=4.0", "pandas<3")
+    session.run(
+        "pytest", "-q", "-rs", "tests/test_batch.py", "-k", "spark or partition_function",
+        *session.posargs,
+    )  # fmt: skip
