@@ -46,6 +46,9 @@ import fastgex  # noqa: E402
 from fastgex import _cuda_kernels, _kernels, _profile_kernel, device  # noqa: E402
 from fastgex.cli import main as cli_main  # noqa: E402
 
+# On a real GPU the tiny launches here trigger numba's occupancy warning (by message:
+# numba and numba-cuda define their own warning classes).
+pytestmark = pytest.mark.filterwarnings("ignore:Grid size .* will likely result in GPU under")
 gpu = pytest.mark.gpu
 needs_gpu = pytest.mark.skipif(not REAL_GPU, reason="needs a real CUDA GPU (none here)")
 
