@@ -16,6 +16,7 @@ from fastgex._errors import ChainError, InvalidRowsError
 from fastgex._gex import GexResult, gex
 from fastgex._levels import LevelsResult, ProfileResult, levels, profile
 from fastgex.conventions import Convention, DayCount, GammaSource, Unit
+from fastgex.exposures import ExposureKind, ExposureResult, HedgeFlowResult, exposures, hedge_flow
 from fastgex.greeks import GreeksResult, GreekUnits, ImpliedVolResult, greeks, implied_vol
 from fastgex.regime import Regime, RegimeThresholds, classify_regime, measure_skew, skew_zscore
 
@@ -25,10 +26,13 @@ __all__ = [
     "ChainError",
     "Convention",
     "DayCount",
+    "ExposureKind",
+    "ExposureResult",
     "GammaSource",
     "GexResult",
     "GreekUnits",
     "GreeksResult",
+    "HedgeFlowResult",
     "ImpliedVolResult",
     "InvalidRowsError",
     "LevelsResult",
@@ -38,8 +42,10 @@ __all__ = [
     "Unit",
     "__version__",
     "classify_regime",
+    "exposures",
     "gex",
     "greeks",
+    "hedge_flow",
     "implied_vol",
     "levels",
     "measure_skew",

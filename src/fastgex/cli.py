@@ -649,6 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile_cmd.add_argument("--out", help="write the profile table (.parquet or .csv)")
     profile_cmd.set_defaults(handler=_cmd_profile)
     _add_batch_command(commands)
+    from fastgex._exposure_cli import add_commands as _add_exposure_commands
+
+    _add_exposure_commands(commands)
     return parser
 
 
