@@ -509,9 +509,10 @@ def test_partition_function_matches_the_job(history, clean_run):
         batch.partition_function("nope", ["date"])
 
 
-def test_spark_apply_in_arrow_matches_the_job(history, clean_run):
+def test_spark_apply_in_arrow_matches_the_job(history, clean_run, monkeypatch):
     """The scaling guide's Spark recipe (nox -s spark installs pyspark; skipped otherwise)."""
     pytest.importorskip("pyspark", reason="pyspark is not installed (run: nox -s spark)")
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)  # Python workers: this interpreter
     from pyspark.sql import SparkSession
     from pyspark.sql.pandas.types import from_arrow_schema
 
