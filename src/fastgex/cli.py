@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fastgex._chain import FORMATS
 from fastgex.conventions import Convention, GammaSource, Unit
@@ -30,6 +31,8 @@ def _money(value: float) -> str:
 def _format_value(value: float, unit: Unit) -> str:
     if unit is Unit.SHARES_PER_DOLLAR:
         return f"{value:,.0f} sh/$"
+    if unit is Unit.UNITS_PER_1PCT:
+        return f"{value:,.0f} units/1%"
     return _money(value) + (" /1%" if unit is Unit.DOLLARS_PER_1PCT else " /pt")
 
 
@@ -148,6 +151,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "\nGEX says how the market behaves if it moves (dealers long gamma dampen moves, "
         "short gamma amplify them), not which way it moves."
     )
+    if args.chart:
+        chart = _demo_chart(market, args.chart)
+        if chart is None:
+            print("(no chart: pip install 'fastgex[plot]' for one)")
+        else:
+            print(f"Chart: {chart}")
     return 0
 
 
@@ -242,7 +251,7 @@ def _compact(value: float, unit: Unit) -> str:
         return "n/a"
     if abs(value) < 0.005:
         value = 0.0
-    if unit is Unit.SHARES_PER_DOLLAR:
+    if unit in (Unit.SHARES_PER_DOLLAR, Unit.UNITS_PER_1PCT):
         return _money(value).replace("$", "") + " sh"
     return _money(value)
 
@@ -605,6 +614,39 @@ def _add_batch_command(commands) -> None:
     batch_cmd.set_defaults(handler=_cmd_batch)
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from fastgex import levels
+    from fastgex.plot import plot, save
+
+    options = _grid_options(args)
+    if args.kind == "buckets":  # the bucket chart needs buckets
+        options["buckets"] = "default"
+    result = levels(Path(args.chain), **options, **_gex_options(args))
+    path = save(plot(result, args.kind, args.underlying), args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _demo_chart(market, path: str) -> str | None:
+    """The demo's chart: per-strike GEX of the largest underlying (needs matplotlib)."""
+    try:
+        from fastgex.plot import plot_strikes, save
+    except ImportError:  # pragma: no cover - the plot extra is not installed
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+    from fastgex import gex, levels
+
+    totals = gex(market, by_strike=False).by_underlying
+    largest = totals.column("underlying")[
+        int(abs(totals.column("total_gex").to_numpy()).argmax())
+    ].as_py()
+    rows = market.filter(pc.equal(market.column("underlying"), largest))
+    return str(save(plot_strikes(levels(rows)), path))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     parser = argparse.ArgumentParser(
@@ -621,6 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
     demo.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    demo.add_argument(
+        "--chart",
+        default="fastgex_demo.png",
+        help="per-strike chart of the largest underlying (default fastgex_demo.png; "
+        "needs the plot extra; '' for none)",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     gex_cmd = commands.add_parser("gex", help="GEX of a chain file")
@@ -652,6 +700,17 @@ def build_parser() -> argparse.ArgumentParser:
     from fastgex._exposure_cli import add_commands as _add_exposure_commands
 
     _add_exposure_commands(commands)
+
+    plot_cmd = commands.add_parser(
+        "plot", help="chart of a chain file: strikes, profile, surface or buckets (PNG/SVG/PDF)"
+    )
+    _add_chain_options(plot_cmd)
+    _add_grid_options(plot_cmd)
+    plot_cmd.add_argument("--kind", choices=("strikes", "profile", "surface", "buckets"),
+                          default="strikes", help="the chart (default strikes)")  # fmt: skip
+    plot_cmd.add_argument("--underlying", help="which underlying (default the largest |GEX|)")
+    plot_cmd.add_argument("--out", required=True, help="image file (.png, .svg, .pdf)")
+    plot_cmd.set_defaults(handler=_cmd_plot)
     return parser
 
 
