@@ -190,11 +190,8 @@ class _GexMerger:
         self.contracts = np.zeros(0, np.int64)
         self.dropped = np.zeros(0, np.int64)
         self.drop_counts: dict[tuple[str, str], int] = {}
-        self.strike_uid = np.zeros(0, np.int64)
-        self.strike = np.zeros(0)
-        self.strike_sums = np.zeros((0, 2))
-        self.strike_compensation = np.zeros((0, 2))
-        self.strike_contracts = np.zeros(0, np.int64)
+        # per underlying id: [ascending strikes, sums (n, 2), compensations, contracts]
+        self.strikes: dict[int, list[np.ndarray]] = {}
         self.first: GexResult | None = None
         self.snapshot: Any = None
         self.batches = 0
@@ -260,26 +257,47 @@ class _GexMerger:
         encoded = pc.dictionary_encode(table.column("underlying")).combine_chunks()
         lookup = self._grow(encoded.dictionary.to_pylist())
         uid = lookup[encoded.indices.to_numpy()]
-        n_old = self.strike.size
-        keys = np.empty(n_old + uid.size, dtype=[("uid", "<i8"), ("strike", "<f8")])
-        keys["uid"] = np.concatenate([self.strike_uid, uid])
-        keys["strike"] = np.concatenate([self.strike, table.column("strike").to_numpy()])
-        unique, inverse = np.unique(keys, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        n_keys = unique.size
-        old, new = inverse[:n_old], inverse[n_old:]
-        sums, compensation = np.zeros((n_keys, 2)), np.zeros((n_keys, 2))
-        sums[old], compensation[old] = self.strike_sums, self.strike_compensation
-        contracts = np.zeros(n_keys, np.int64)
-        contracts[old] = self.strike_contracts
-        batch_sums = np.zeros((n_keys, 2))
-        batch_sums[new, 0] = table.column("call_gex").to_numpy()
-        batch_sums[new, 1] = table.column("put_gex").to_numpy()
-        _compensated_add(sums, compensation, batch_sums)
-        contracts[new] += table.column("contracts").to_numpy()
-        self.strike_uid, self.strike = unique["uid"].copy(), unique["strike"].copy()
-        self.strike_sums, self.strike_compensation = sums, compensation
-        self.strike_contracts = contracts
+        strikes = table.column("strike").to_numpy()
+        sums = np.column_stack(
+            [table.column("call_gex").to_numpy(), table.column("put_gex").to_numpy()]
+        )
+        contracts = table.column("contracts").to_numpy()
+        # gex() lists strikes grouped by underlying, ascending and unique within it: merge
+        # each underlying's run into its own sorted state (1-D searches, no global sort)
+        starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
+        stops = np.r_[starts[1:], uid.size]
+        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+            self._merge_underlying(
+                int(uid[start]), strikes[start:stop], sums[start:stop], contracts[start:stop]
+            )
+
+    def _merge_underlying(self, uid, strikes, sums, contracts) -> None:
+        state = self.strikes.get(uid)
+        if state is None:
+            self.strikes[uid] = [strikes.copy(), sums.copy(), np.zeros_like(sums), contracts.copy()]
+            return
+        known, known_sums, known_compensation, known_contracts = state
+        if not np.array_equal(known, strikes):
+            merged = np.union1d(known, strikes)
+            if merged.size != known.size:  # new strikes: widen the state
+                at = np.searchsorted(merged, known)
+                wider_sums = np.zeros((merged.size, 2))
+                wider_compensation = np.zeros((merged.size, 2))
+                wider_contracts = np.zeros(merged.size, np.int64)
+                wider_sums[at], wider_compensation[at] = known_sums, known_compensation
+                wider_contracts[at] = known_contracts
+                known, known_sums = merged, wider_sums
+                known_compensation, known_contracts = wider_compensation, wider_contracts
+            at = np.searchsorted(known, strikes)
+            aligned = np.zeros_like(known_sums)
+            aligned[at] = sums
+            sums = aligned
+            aligned_contracts = np.zeros_like(known_contracts)
+            aligned_contracts[at] = contracts
+            contracts = aligned_contracts
+        _compensated_add(known_sums, known_compensation, sums)
+        known_contracts += contracts
+        self.strikes[uid] = [known, known_sums, known_compensation, known_contracts]
 
     def result(self) -> GexResult:
         assert self.first is not None
@@ -323,24 +341,28 @@ class _GexMerger:
         )
 
     def _strike_table(self, names: list[str]) -> pa.Table:
-        rank = np.empty(len(names), np.int64)
-        rank[sorted(range(len(names)), key=lambda index: names[index])] = np.arange(len(names))
-        order = np.lexsort((self.strike, rank[self.strike_uid]))
-        uid = self.strike_uid[order]
-        sums = (self.strike_sums + self.strike_compensation)[order]
+        order = [uid for uid in sorted(self.strikes, key=lambda uid: names[uid])]
+        states = [self.strikes[uid] for uid in order]
+        sizes = np.array([state[0].size for state in states], np.int64)
+        uid = np.repeat(np.array(order, np.int64), sizes)
+        sums = (
+            np.concatenate([state[1] + state[2] for state in states])
+            if states
+            else np.zeros((0, 2))
+        )
         calls, puts = sums[:, 0].copy(), sums[:, 1].copy()
         net = calls + puts
-        starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]]) if uid.size else uid
-        cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
+        starts = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64) if states else uid
+        cumulative = _kernels.segmented_cumsum(net, starts)
         return pa.table(
             {
                 "underlying": pc.take(pa.array(names, pa.string()), pa.array(uid)),
-                "strike": self.strike[order],
+                "strike": np.concatenate([state[0] for state in states]) if states else calls,
                 "call_gex": calls,
                 "put_gex": puts,
                 "net_gex": net,
                 "cumulative_net_gex": cumulative,
-                "contracts": self.strike_contracts[order],
+                "contracts": np.concatenate([state[3] for state in states]) if states else uid,
             },
             schema=BY_STRIKE_SCHEMA,
         )
