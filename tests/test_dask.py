@@ -128,3 +128,32 @@ def test_dask_worker_killed_mid_job_loses_and_duplicates_nothing(
         assert table.equals(_tables(local_run)[name]), name
     plain = ds.dataset(tmp_path / "totals", format="parquet", partitioning="hive").to_table()
     assert plain.num_rows == batch.read_results(local_run, "totals").num_rows
+
+
+def _fail_one_day(day: str) -> None:
+    """Runs on every worker: an unexpected error in one partition's computation."""
+    from fastgex import batch as worker_batch
+
+    real = worker_batch.compute_partition
+
+    def failing(table, **options):
+        if str(table.column("date")[0]) == day:
+            raise RuntimeError("injected worker error")
+        return real(table, **options)
+
+    worker_batch.compute_partition = failing
+
+
+def test_dask_task_error_is_reported_and_the_rest_completes(history, local_run, client, tmp_path):
+    client.wait_for_workers(2)
+    client.run(_fail_one_day, str(DAYS[2]))
+    try:
+        report = batch.run_batch(history, tmp_path, scheduler="dask", client=client, **OPTIONS)
+    finally:
+        client.restart()  # fresh workers without the patch
+    assert report.done == len(DAYS) - 1 and not report.ok
+    assert report.failed == [(f"date={DAYS[2]}", "RuntimeError: injected worker error")]
+    again = batch.run_batch(history, tmp_path, scheduler="dask", client=client, **OPTIONS)
+    assert (again.done, again.skipped) == (1, len(DAYS) - 1)
+    for name, table in _tables(tmp_path).items():
+        assert table.equals(_tables(local_run)[name]), name

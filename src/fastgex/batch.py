@@ -842,13 +842,20 @@ def _run_dask(
                 levels_options,
                 key=f"fastgex-partition-{run}-{index}",
                 pure=False,
-            ): rows
+            ): (key, rows)
             for index, (key, rows) in enumerate(pending)
         }
         summaries = []
         for future in distributed.as_completed(futures):
-            summaries.append(future.result())
-            bar.update(rows=futures[future], partitions=1)
+            key, rows = futures[future]
+            try:
+                summaries.append(future.result())
+            except Exception as error:  # e.g. KilledWorker: the others go on; a rerun retries
+                where = partition_path(key)
+                message = f"{type(error).__name__}: {error}"
+                summaries.append({"partition": where, "status": "failed", "error": message})
+                summaries[-1]["rows"] = 0
+            bar.update(rows=rows, partitions=1)
         return summaries
     finally:
         if own_client:
