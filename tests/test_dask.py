@@ -157,3 +157,11 @@ def test_dask_task_error_is_reported_and_the_rest_completes(history, local_run, 
     assert (again.done, again.skipped) == (1, len(DAYS) - 1)
     for name, table in _tables(tmp_path).items():
         assert table.equals(_tables(local_run)[name]), name
+
+
+def test_dask_default_local_cluster(history, local_run, tmp_path):
+    """No client and no address: run_batch starts (and closes) its own LocalCluster."""
+    report = batch.run_batch(history, tmp_path, scheduler="dask", n_workers=1, **OPTIONS)
+    assert report.ok and report.done == len(DAYS)
+    for name, table in _tables(tmp_path).items():
+        assert table.equals(_tables(local_run)[name]), name
