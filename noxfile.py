@@ -1,4 +1,5 @@
-"""Sessions: tests, cuda_sim, lint, docs (default); bench, bench_cuda, capi (on demand)."""
+"""Sessions: tests, cuda_sim, lint, docs (default); bench, bench_cuda, capi, spark, boundscheck
+(on demand)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,25 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"
     )
+
+
+@nox.session
+def boundscheck(session: nox.Session) -> None:
+    """The kernel tests with Numba's bounds checking on (slow: every kernel compiles anew).
+
+    An out-of-range index in any kernel raises IndexError instead of reading past an
+    array. Not a default session; run it after changing a kernel.
+    """
+    import tempfile
+
+    session.install(".[test]")
+    with tempfile.TemporaryDirectory() as cache:
+        session.run(
+            "pytest", "-q", "-x", "tests/test_gex.py", "tests/test_groups.py",
+            "tests/test_bad_input.py", "tests/test_levels.py", "tests/test_greeks.py",
+            "tests/test_implied_vol.py", *session.posargs,
+            env={"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": cache, "FASTGEX_NO_CACHE": "1"},
+        )  # fmt: skip
 
 
 @nox.session

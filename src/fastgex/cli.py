@@ -720,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, KeyError, OSError) as error:
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as error:
         print(f"fastgex: error: {error}", file=sys.stderr)
         return 2
 
