@@ -243,6 +243,31 @@ def test_gex_without_by_strike_matches_cpu():
     _assert_same_gex(cpu, gpu, strikes=False)
 
 
+def test_gex_buckets_match_cpu():
+    """Expiry buckets and views: groups keyed by target class, summed from GPU row values."""
+    from fastgex.sample import sample_chain
+
+    chain = sample_chain(seed=1)
+    chain = chain.take(np.sort(np.random.default_rng(0).choice(chain.num_rows, 200, replace=False)))
+    cpu = fastgex.gex(chain, buckets="default")
+    gpu = fastgex.gex(chain, buckets="default", device="cuda")
+    scale = _scale(cpu)
+    assert cpu.by_bucket.num_rows >= 3
+    for name in ("by_bucket", "by_strike_bucket"):
+        cpu_table, gpu_table = getattr(cpu, name), getattr(gpu, name)
+        assert gpu_table.schema == cpu_table.schema
+        for column in cpu_table.column_names:
+            if column.endswith("_gex"):
+                np.testing.assert_allclose(
+                    gpu_table.column(column).to_numpy(),
+                    cpu_table.column(column).to_numpy(),
+                    rtol=0,
+                    atol=RELATIVE * scale,
+                )
+            else:
+                assert gpu_table.column(column).to_pylist() == cpu_table.column(column).to_pylist()
+
+
 def test_gex_totals_do_not_depend_on_the_grid(monkeypatch):
     """Same plan, any number of blocks: bitwise the same totals (no atomics, fixed order)."""
     chain = _chain(n_rows=120, seed=5)
