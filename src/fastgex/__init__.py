@@ -17,6 +17,7 @@ from fastgex._gex import GexResult, gex
 from fastgex._levels import LevelsResult, ProfileResult, levels, profile
 from fastgex.conventions import Convention, DayCount, GammaSource, Unit
 from fastgex.exposures import ExposureKind, ExposureResult, HedgeFlowResult, exposures, hedge_flow
+from fastgex.flow import FlowResult, flow
 from fastgex.greeks import GreeksResult, GreekUnits, ImpliedVolResult, greeks, implied_vol
 from fastgex.regime import Regime, RegimeThresholds, classify_regime, measure_skew, skew_zscore
 
@@ -28,6 +29,7 @@ __all__ = [
     "DayCount",
     "ExposureKind",
     "ExposureResult",
+    "FlowResult",
     "GammaSource",
     "GexResult",
     "GreekUnits",
@@ -43,6 +45,7 @@ __all__ = [
     "__version__",
     "classify_regime",
     "exposures",
+    "flow",
     "gex",
     "greeks",
     "hedge_flow",

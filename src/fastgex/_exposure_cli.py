@@ -11,7 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from fastgex._chain import FORMATS
 from fastgex.cli import _add_chain_options, _money, _out_path, _spot_arg, _write_table
+from fastgex.conventions import Convention
 from fastgex.exposures import ExposureKind
 
 
@@ -61,6 +63,61 @@ def _cmd_exposures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _moves(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(item) / 100.0 for item in text.split(",") if item.strip())
+    except ValueError:
+        raise ValueError(f"--moves {text!r}: give percent moves separated by commas") from None
+
+
+def _cmd_hedge_flow(args: argparse.Namespace) -> int:
+    from fastgex.exposures import hedge_flow
+
+    result = hedge_flow(Path(args.chain), _moves(args.moves), **_options(args))
+    if args.json:
+        rows = result.flows.to_pylist()
+        json.dump({"flows": rows, "convention": result.convention.value,
+                   "dropped": result.dropped.to_pylist()}, sys.stdout, default=str)  # fmt: skip
+        print()
+        return 0
+    print(f"Dealer hedge flow, $ bought (+) / sold (-) (convention {result.convention.value})")
+    for row in result.flows.to_pylist():
+        print(f"  {row['underlying']:<10} {row['move']:+.2%}  exact {_money(row['hedge_flow']):>14}"
+              f"  linear (GEX) {_money(row['linear_hedge_flow']):>14}")  # fmt: skip
+    return 0
+
+
+def _cmd_flow(args: argparse.Namespace) -> int:
+    from fastgex.flow import flow
+
+    result = flow(
+        Path(args.previous),
+        Path(args.current),
+        previous_spot=_spot_arg(args.previous_spot),
+        current_spot=_spot_arg(args.current_spot),
+        previous_snapshot_time=args.previous_snapshot_time,
+        current_snapshot_time=args.current_snapshot_time,
+        convention=args.convention,
+        rate=args.rate,
+        dividend_yield=args.dividend_yield,
+        day_count=args.day_count,
+        settlement=args.settlement,
+        settlement_tz=args.settlement_tz,
+        format=args.format,
+    )
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, default=str)
+        print()
+        return 0
+    print(f"Dealer delta change between snapshots, $ (convention {result.convention.value})")
+    for row in result.by_underlying.to_pylist():
+        names = ("gamma", "vanna", "charm", "position", "residual")
+        parts = "  ".join(f"{name} {_money(row[name])}" for name in names)
+        print(f"  {row['underlying']:<10} change {_money(row['delta_change'])}  ({parts})  "
+              f"hedge flow {_money(row['hedge_flow'])}")  # fmt: skip
+    return 0
+
+
 def add_commands(commands) -> None:
     """Register the subcommands on ``fastgex``'s subparsers."""
     exposures_cmd = commands.add_parser(
@@ -71,3 +128,29 @@ def add_commands(commands) -> None:
                                default="dex", help="which exposure (default dex)")  # fmt: skip
     exposures_cmd.add_argument("--out", help="write the per-strike table (.parquet or .csv)")
     exposures_cmd.set_defaults(handler=_cmd_exposures)
+
+    hedge_cmd = commands.add_parser(
+        "hedge-flow", help="$ dealers buy or sell to re-hedge after hypothetical spot moves"
+    )
+    _add_chain_options(hedge_cmd)
+    hedge_cmd.add_argument("--moves", default="-2,-1,1,2", help="percent moves (default -2,-1,1,2)")
+    hedge_cmd.set_defaults(handler=_cmd_hedge_flow)
+
+    flow_cmd = commands.add_parser(
+        "flow", help="dealer delta change between two snapshots: gamma, vanna, charm, position"
+    )
+    flow_cmd.add_argument("previous", help="the earlier snapshot (chain file)")
+    flow_cmd.add_argument("current", help="the later snapshot (chain file)")
+    flow_cmd.add_argument("--format", choices=FORMATS, default="auto")
+    for when in ("previous", "current"):
+        flow_cmd.add_argument(f"--{when}-spot", help="spot, or NAME=SPOT,NAME=SPOT")
+        flow_cmd.add_argument(f"--{when}-snapshot-time", help="ISO 8601 time of the snapshot")
+    flow_cmd.add_argument("--convention", choices=[c.value for c in Convention],
+                          default=Convention.SHORT_CALLS_LONG_PUTS.value)  # fmt: skip
+    flow_cmd.add_argument("--rate", type=float, default=None, help="risk-free rate (fraction)")
+    flow_cmd.add_argument("--dividend-yield", type=float, default=None, help="dividend yield")
+    flow_cmd.add_argument("--day-count", default="act365", help="act365 (default), bus252, bus262")
+    flow_cmd.add_argument("--settlement", default="pm", help="pm (16:00), am (09:30) or HH:MM")
+    flow_cmd.add_argument("--settlement-tz", default="America/New_York")
+    flow_cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    flow_cmd.set_defaults(handler=_cmd_flow)
