@@ -394,7 +394,7 @@ def exposures(
         Anything :func:`fastgex.read_chain` accepts, as for :func:`fastgex.gex`
         (model greeks from ``implied_vol``; a ``gamma`` column is ignored).
     kind : {"dex", "gex", "vex", "cex", "vega"} or ExposureKind
-        Which exposure (definitions and units in :mod:`fastgex.exposures`).
+        Which exposure (definitions and units in :doc:`/exposures`).
     spot, snapshot_time, convention, rate, dividend_yield, day_count, settlement, settlement_tz
         As for :func:`fastgex.gex`.
     min_time_to_expiry : float
@@ -564,13 +564,13 @@ def hedge_flow(
     Parameters
     ----------
     chain : table-like or path
-        As for :func:`exposures`.
+        As for :func:`fastgex.exposures`.
     moves : sequence of float
         Relative spot moves (``0.01`` = +1%); each must be finite and > -1.
     spot, snapshot_time, convention, rate, dividend_yield, day_count, settlement, settlement_tz
         As for :func:`fastgex.gex`.
     min_time_to_expiry, columns, format
-        As for :func:`exposures`.
+        As for :func:`fastgex.exposures`.
 
     Returns
     -------

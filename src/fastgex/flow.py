@@ -65,7 +65,7 @@ FLOW_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class FlowResult:
-    """Dealer delta change between two snapshots, decomposed (see :mod:`fastgex.flow`).
+    """Dealer delta change between two snapshots, decomposed (see :doc:`/exposures`).
 
     Attributes
     ----------
@@ -190,7 +190,7 @@ def flow(
         As for :func:`fastgex.gex` (the same for both snapshots; a rate column in a
         chain is read per snapshot).
     min_time_to_expiry, columns, format
-        As for :func:`fastgex.exposures.exposures`.
+        As for :func:`fastgex.exposures`.
 
     Returns
     -------
