@@ -1,20 +1,31 @@
-"""Sessions: tests, cuda_sim, lint, docs (default); bench, bench_cuda, capi, spark, boundscheck
-(on demand)."""
+"""Sessions: tests (with the CUDA simulator run), lint, docs (default); cuda_sim, bench,
+bench_cuda, capi, spark, boundscheck (on demand)."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "cuda_sim", "lint", "docs"]
+nox.options.sessions = ["tests", "lint", "docs"]
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite (real-chain tests skip when ../shared/data is absent)."""
+    """The whole test suite, then the CUDA kernels under Numba's CUDA simulator.
+
+    Real-chain tests skip when ../shared/data is absent. The simulator run is its own
+    process (the simulator must be on before numba is imported) in the same virtualenv,
+    so the CPU kernels it compares against are already compiled and cached.
+    """
     session.install(".[test]")
     session.run("pytest", "-q", *session.posargs)
+    if not session.posargs:
+        _cuda_simulator_tests(session)
+
+
+def _cuda_simulator_tests(session: nox.Session, *args: str) -> None:
+    session.run("pytest", "-q", "tests/test_cuda_sim.py", *args, env={"NUMBA_ENABLE_CUDASIM": "1"})
 
 
 @nox.session
@@ -24,13 +35,7 @@ def cuda_sim(session: nox.Session) -> None:
     Its own process: the simulator must be on before numba is imported.
     """
     session.install(".[test]")
-    session.run(
-        "pytest",
-        "-q",
-        "tests/test_cuda_sim.py",
-        *session.posargs,
-        env={"NUMBA_ENABLE_CUDASIM": "1"},
-    )
+    _cuda_simulator_tests(session, *session.posargs)
 
 
 @nox.session

@@ -217,7 +217,8 @@ class _GexMerger:
             changed = sorted(
                 key
                 for key in result.settings
-                if key != "snapshot_time" and result.settings[key] != self.first.settings.get(key)
+                if key not in ("snapshot_time", "device_timing")
+                and result.settings[key] != self.first.settings.get(key)
             )
             if changed:  # derived from the options, so only a change in the data does this
                 raise ChainError(
