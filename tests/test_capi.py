@@ -55,7 +55,7 @@ def _why_no_build() -> str | None:
     return None
 
 
-def _run(command, *, env=None, timeout=300) -> subprocess.CompletedProcess:
+def _run(command, *, env=None, timeout=900) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(part) for part in command],
         capture_output=True,
