@@ -180,8 +180,12 @@ class _Contracts:
         return self.status == 0
 
 
-def _model_greeks(prepared: _Prepared, min_time: float, move: float = 0.0):
-    """Raw greeks of every row (input order) with spot / forwards scaled by ``1 + move``."""
+#: The greek each exposure kind reads.
+_KIND_GREEK = {"dex": "delta", "gex": "gamma", "vex": "vanna", "cex": "charm", "vega": "vega"}
+
+
+def _model_greeks(prepared: _Prepared, min_time: float, wanted: Sequence[str], move: float = 0.0):
+    """Raw ``wanted`` greeks of every row (input order), spot / forwards times ``1 + move``."""
     work = prepared.work
     config = prepared.config
     n_rows = work.num_rows
@@ -189,7 +193,7 @@ def _model_greeks(prepared: _Prepared, min_time: float, move: float = 0.0):
     arrays = {name: np.empty(n_rows) for name in GREEK_ORDER}
     status = np.zeros(n_rows, dtype=np.int8)
     if n_rows == 0:
-        return arrays, status
+        return {name: arrays[name] for name in wanted}, status
     forward = (_column_numpy(work, "forward", np.float64, np.nan) * (1.0 + move)
                if config.black76 else np.empty(0))  # fmt: skip
 
@@ -208,11 +212,13 @@ def _model_greeks(prepared: _Prepared, min_time: float, move: float = 0.0):
         per_row("dividend_yield") if config.row_carry else _readonly(prepared.dividend_yield),
         min_time,
         _readonly(np.ones(len(GREEK_ORDER))),
+        # Every greek is stored: with some flags off the kernel measured ~5x slower
+        # (1.5M rows: 240 ms for delta alone, 52 ms for all ten).
         _readonly(np.ones(len(GREEK_ORDER), dtype=np.bool_)),
         *[arrays[name] for name in GREEK_ORDER],
         status,
     )
-    return arrays, status
+    return {name: arrays[name] for name in wanted}, status
 
 
 # Greeks-kernel reasons that the GEX rules check before the quantity, and those after it.
@@ -234,6 +240,8 @@ def _row_status(prepared: _Prepared, greek_status: np.ndarray, multiplier: np.nd
             quantity_status[np.isnan(quantity)] = STATUS["missing_value"]
         bad_multiplier = ~((multiplier > 0) & np.isfinite(multiplier))
     status = greek_status.copy()
+    if not (quantity_status.any() or bad_multiplier.any()):
+        return status, quantity
     late = ~np.isin(greek_status, _BEFORE_QUANTITY)
     use_quantity = late & (quantity_status != 0)
     status[use_quantity] = quantity_status[use_quantity]
@@ -256,6 +264,7 @@ def _contracts(
     min_time_to_expiry: float,
     columns: Mapping[str, str] | None,
     format: str,
+    wanted: Sequence[str] = ("delta",),
 ) -> _Contracts:
     if not (min_time_to_expiry > 0 and math.isfinite(min_time_to_expiry)):
         raise ValueError("min_time_to_expiry must be a positive number of years")
@@ -276,7 +285,7 @@ def _contracts(
     )
     config = prepared.config
     uid = prepared.uid_values.astype(np.int32, copy=False)
-    greeks, greek_status = _model_greeks(prepared, min_time_to_expiry)
+    greeks, greek_status = _model_greeks(prepared, min_time_to_expiry, wanted)
     multiplier = (_column_numpy(prepared.work, "multiplier", np.float64, np.nan)
                   if config.row_multiplier else prepared.multiplier[uid])  # fmt: skip
     status, quantity = _row_status(prepared, greek_status, multiplier)
@@ -327,6 +336,8 @@ def _values(contracts: _Contracts, kind: ExposureKind) -> np.ndarray:
 
 
 def _dropped_table(names, uid, status) -> pa.Table:
+    if not status.any():
+        return DROPPED_SCHEMA.empty_table()
     n_codes = len(REASONS) + 1
     counts = np.bincount(uid.astype(np.int64) * n_codes + status.astype(np.int64),
                          minlength=len(names) * n_codes).reshape(len(names), n_codes)  # fmt: skip
@@ -423,7 +434,7 @@ def exposures(
         chain, spot=spot, snapshot_time=snapshot_time, convention=convention, rate=rate,
         dividend_yield=dividend_yield, day_count=day_count, settlement=settlement,
         settlement_tz=settlement_tz, min_time_to_expiry=min_time_to_expiry, columns=columns,
-        format=format,
+        format=format, wanted=(_KIND_GREEK[kind.value],),
     )  # fmt: skip
     values = _values(contracts, kind)
     sums, groups, accumulated = _sums(contracts, values, by_strike)
@@ -585,7 +596,7 @@ def hedge_flow(
         chain, spot=spot, snapshot_time=snapshot_time, convention=convention, rate=rate,
         dividend_yield=dividend_yield, day_count=day_count, settlement=settlement,
         settlement_tz=settlement_tz, min_time_to_expiry=min_time_to_expiry, columns=columns,
-        format=format,
+        format=format, wanted=("delta", "gamma"),
     )  # fmt: skip
     prepared = contracts.prepared
     names = prepared.names
@@ -601,7 +612,7 @@ def hedge_flow(
     out: dict[str, list] = {name: [] for name in HEDGE_FLOW_SCHEMA.names}
     per_move = []
     for move in moves:
-        moved, moved_status = _model_greeks(prepared, contracts.min_time, move)
+        moved, moved_status = _model_greeks(prepared, contracts.min_time, ("delta",), move)
         # A row valid at S stays valid at S' (same inputs, positive price); a result
         # that is not finite at S' is counted as non_finite_result.
         lost = valid & (moved_status != 0)

@@ -214,6 +214,7 @@ def flow(
         min_time_to_expiry=min_time_to_expiry,
         columns=columns,
         format=format,
+        wanted=("delta", "gamma", "vanna", "charm"),
     )
     before = _contracts(
         previous, spot=previous_spot, snapshot_time=previous_snapshot_time, **common
