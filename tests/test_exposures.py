@@ -287,3 +287,25 @@ def test_exposures_cli(tmp_path):
         expected.by_underlying.column("total_vex").to_pylist(), rel=1e-12
     )
     assert out.exists() and "net_vex" in out.read_text().splitlines()[0]
+
+
+def test_hedge_flow_per_bucket_adds_up_to_the_underlying():
+    chain = sample_market(3000, seed=4)
+    moves = (-0.01, 0.02)
+    edges = {"0-7d": 7, "8-30d": 30, "31d+": math.inf}  # every live expiry in one bucket
+    result = hedge_flow(chain, moves, buckets=edges)
+    plain = hedge_flow(chain, moves)
+    assert result.flows.equals(plain.flows)
+    assert set(result.by_bucket.column("bucket").to_pylist()) <= set(edges)
+    for row in plain.flows.to_pylist():
+        key = (row["underlying"], row["move"])
+        parts = [part for part in result.by_bucket.to_pylist()
+                 if (part["underlying"], part["move"]) == key]  # fmt: skip
+        assert sum(part["contracts"] for part in parts) == row["contracts"]
+        total = math.fsum(part["hedge_flow"] for part in parts)
+        scale = math.fsum(abs(part["hedge_flow"]) for part in parts)
+        assert total == pytest.approx(row["hedge_flow"], rel=1e-9, abs=1e-9 * scale)
+        linear = math.fsum(part["linear_hedge_flow"] for part in parts)
+        assert linear == pytest.approx(row["linear_hedge_flow"], rel=1e-9, abs=1e-9 * scale)
+    with pytest.raises(fastgex.ChainError, match="expiration"):
+        hedge_flow(_chain(), moves, buckets="default")

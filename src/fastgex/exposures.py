@@ -523,12 +523,18 @@ class HedgeFlowResult:
         Dealer sign convention.
     settings : dict
         The other choices, for provenance.
+    by_bucket : pyarrow.Table or None
+        With ``buckets=``: per (underlying, bucket, move) with contracts in the bucket:
+        ``dealer_delta_change``, ``hedge_flow``, ``linear_hedge_flow``, ``contracts``
+        (the $ at the underlying's moved spot), by name, then bucket (the spec's
+        order), then move as given; rows in no bucket are left out.
     """
 
     flows: pa.Table
     dropped: pa.Table
     convention: Convention
     settings: dict[str, Any] = field(default_factory=dict)
+    by_bucket: pa.Table | None = None
 
     def flow(self, underlying: str, move: float) -> float:
         """The exact hedge flow of one underlying for one move."""
@@ -562,6 +568,7 @@ def hedge_flow(
     min_time_to_expiry: float = DEFAULT_MIN_TIME_TO_EXPIRY,
     columns: Mapping[str, str] | None = None,
     format: str = "auto",
+    buckets: Any = None,
 ) -> HedgeFlowResult:
     """$ dealers must trade to stay hedged after spot moves of ``moves`` (fractions).
 
@@ -582,11 +589,14 @@ def hedge_flow(
         As for :func:`fastgex.gex`.
     min_time_to_expiry, columns, format
         As for :func:`fastgex.exposures`.
+    buckets : None, "default", mapping or callable
+        Also flows per expiry bucket (``by_bucket``; see
+        :func:`fastgex.buckets.expiry_buckets`). Needs ``expiration`` dates.
 
     Returns
     -------
     HedgeFlowResult
-        Flows per (underlying, move) and drop counts.
+        Flows per (underlying, move), per bucket when asked, and drop counts.
     """
     moves = [float(move) for move in moves]
     if not moves or not all(math.isfinite(move) and move > -1.0 for move in moves):
@@ -600,49 +610,101 @@ def hedge_flow(
     )  # fmt: skip
     prepared = contracts.prepared
     names = prepared.names
-    valid = contracts.valid
-    with np.errstate(invalid="ignore", over="ignore"):
-        base_delta = _per_underlying(contracts, contracts.shares * contracts.greeks["delta"], valid)
-        gamma = _per_underlying(contracts, contracts.shares * contracts.greeks["gamma"], valid)
-    rows = np.bincount(contracts.uid, minlength=len(names))
-    counted = np.bincount(contracts.uid, weights=valid, minlength=len(names))
-    real = reported_underlyings(names, rows)
-    # Black-76 rows move with their forward; the reported spot is the underlying's.
-    base_price = prepared.spot
-    out: dict[str, list] = {name: [] for name in HEDGE_FLOW_SCHEMA.names}
     per_move = []
     for move in moves:
         moved, moved_status = _model_greeks(prepared, contracts.min_time, ("delta",), move)
         # A row valid at S stays valid at S' (same inputs, positive price); a result
         # that is not finite at S' is counted as non_finite_result.
-        lost = valid & (moved_status != 0)
+        lost = contracts.valid & (moved_status != 0)
         contracts.status[lost] = STATUS["non_finite_result"]
+        contracts.shares[lost] = 0.0
         per_move.append(moved["delta"])
     valid = contracts.valid
-    for move, moved_delta in zip(moves, per_move, strict=True):
+    # Totals per underlying (slot = uid) and, with buckets, per (underlying, bucket).
+    slots, n_slots, bucket_labels = contracts.uid, len(names), None
+    if buckets is not None:
+        bucket_of_row, bucket_labels = _row_buckets(prepared, buckets)
+        slots = contracts.uid * len(bucket_labels) + np.maximum(bucket_of_row, 0)
+        n_slots = len(names) * len(bucket_labels)
+        valid = valid & (bucket_of_row >= 0)
+
+    def totals(values: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", over="ignore"):
-            delta_at = _per_underlying(contracts, contracts.shares * moved_delta, valid)
-        change = delta_at - base_delta
-        for index in real:
+            sums, _, _ = _exposure_kernels.side_sums(
+                np.where(valid, values, 0.0), contracts.is_call, valid,
+                slots.astype(np.int32), np.empty(0, np.int32), n_slots, 0,
+            )  # fmt: skip
+        return sums.sum(axis=1)
+
+    base_delta = totals(contracts.shares * contracts.greeks["delta"])
+    gamma = totals(contracts.shares * contracts.greeks["gamma"])
+    counted = np.bincount(slots, weights=valid, minlength=n_slots)
+    rows = np.bincount(contracts.uid, minlength=len(names))
+    real = reported_underlyings(names, rows)
+    per_slot = [(index, index, None) for index in real]
+    if bucket_labels is not None:
+        per_slot = [(index * len(bucket_labels) + position, index, label)
+                    for index in real for position, label in enumerate(bucket_labels)
+                    if counted[index * len(bucket_labels) + position]]  # fmt: skip
+    # Black-76 rows move with their forward; the reported spot is the underlying's.
+    base_price = prepared.spot
+    out: dict[str, list] = {name: [] for name in HEDGE_FLOW_SCHEMA.names}
+    out["bucket"] = []
+    changes = [totals(contracts.shares * moved_delta) - base_delta for moved_delta in per_move]
+    for slot, index, label in per_slot:
+        for move, change in zip(moves, changes, strict=True):
             spot_value = base_price[index]
             moved_spot = spot_value * (1.0 + move)
             out["underlying"].append(names[index])
+            out["bucket"].append(label)
             out["spot"].append(spot_value)
             out["move"].append(move)
             out["moved_spot"].append(moved_spot)
-            out["dealer_delta_change"].append(change[index])
-            out["hedge_flow"].append(-change[index] * moved_spot)
-            out["linear_hedge_flow"].append(-gamma[index] * (moved_spot - spot_value) * moved_spot)
-            out["contracts"].append(int(counted[index]))
+            out["dealer_delta_change"].append(change[slot])
+            out["hedge_flow"].append(-change[slot] * moved_spot)
+            out["linear_hedge_flow"].append(-gamma[slot] * (moved_spot - spot_value) * moved_spot)
+            out["contracts"].append(int(counted[slot]))
+    labels = out.pop("bucket")
     flows = pa.table(out, schema=HEDGE_FLOW_SCHEMA)
-    flows = flows.sort_by([("underlying", "ascending"), ("move", "ascending")])
     if not all(np.isfinite(flows.column(name).to_numpy()).all()
                for name in ("hedge_flow", "linear_hedge_flow")):  # fmt: skip
         # A Black-76-only chain without a spot has no $ conversion; never a silent NaN.
         raise ChainError("hedge flow needs a spot for every underlying (pass spot=)")
+    by_bucket = None
+    if bucket_labels is not None:
+        by_bucket = flows.add_column(1, "bucket", pa.array(labels, pa.string()))
+        by_bucket = by_bucket.drop_columns(["moved_spot", "spot"])
+        flows = hedge_flow(
+            chain, moves, spot=spot, snapshot_time=snapshot_time, convention=convention,
+            rate=rate, dividend_yield=dividend_yield, day_count=day_count,
+            settlement=settlement, settlement_tz=settlement_tz,
+            min_time_to_expiry=min_time_to_expiry, columns=columns, format=format,
+        ).flows  # fmt: skip
+    else:
+        flows = flows.sort_by([("underlying", "ascending"), ("move", "ascending")])
     return HedgeFlowResult(
         flows=flows,
         dropped=_dropped_table(names, contracts.uid, contracts.status),
         convention=convention,
-        settings={**contracts.settings, "moves": moves},
+        settings={**contracts.settings, "moves": moves, "buckets": _jsonable(buckets)},
+        by_bucket=by_bucket,
     )
+
+
+def _row_buckets(prepared: _Prepared, buckets: Any) -> tuple[np.ndarray, list[str]]:
+    """Bucket index per row (-1: no bucket) and the bucket names, in the spec's order."""
+    from fastgex._targets import snapshot_instant
+    from fastgex.buckets import bucket_names, expiry_buckets
+
+    if prepared.expiry_instants is None:
+        raise ChainError("hedge flow per bucket needs an 'expiration' column")
+    zone = prepared.zone
+    dates = [dt.datetime.fromtimestamp(int(nanos) / 1e9, tz=zone).date()
+             for nanos in prepared.expiry_instants]  # fmt: skip
+    labels = expiry_buckets(dates, snapshot_instant(prepared).astimezone(zone).date(), buckets)
+    order = list(bucket_names(buckets) or ())
+    order += [label for label in dict.fromkeys(labels) if label is not None and label not in order]
+    position = {label: index for index, label in enumerate(order)}
+    per_expiry = np.array([position.get(label, -1) for label in labels] + [-1], dtype=np.int64)
+    codes = _column_numpy(prepared.work, "expiry", np.int64, len(labels))
+    return per_expiry[codes], order
