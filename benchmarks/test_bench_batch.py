@@ -65,7 +65,7 @@ def test_batch_local_vs_dask(benchmark, tmp_path):
     for n_workers in (1, 2):
         with (
             distributed.LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as cluster,
             distributed.Client(cluster) as client,
         ):

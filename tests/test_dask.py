@@ -52,7 +52,7 @@ def client():
     # Worker processes (not threads): the kernels are Numba-parallel, one task per worker.
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as dask_client,
     ):

@@ -827,7 +827,7 @@ def _run_dask(
                 n_workers=n_workers or 2,
                 threads_per_worker=1,  # the kernels are parallel already
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: 8787 may be taken by another cluster
             )
             client = distributed.Client(cluster)
         else:
