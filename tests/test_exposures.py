@@ -309,3 +309,28 @@ def test_hedge_flow_per_bucket_adds_up_to_the_underlying():
         assert linear == pytest.approx(row["linear_hedge_flow"], rel=1e-9, abs=1e-9 * scale)
     with pytest.raises(fastgex.ChainError, match="expiration"):
         hedge_flow(_chain(), moves, buckets="default")
+
+
+def test_cli_text_and_hedge_flow(tmp_path, capsys):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from fastgex.cli import main
+
+    path = tmp_path / "chain.parquet"
+    pq.write_table(_chain(7), path)
+    assert main(["exposures", str(path), "--kind", "cex"]) == 0
+    text = capsys.readouterr().out
+    assert "CEX (dollars_delta_per_day" in text and "AAA" in text and "BBB" in text
+    assert main(["hedge-flow", str(path), "--moves=-1,2", "--json"]) == 0  # "=": starts with -
+    rows = json.loads(capsys.readouterr().out)["flows"]
+    expected = hedge_flow(_chain(7), (-0.01, 0.02)).flows.to_pylist()
+    assert [(row["underlying"], row["move"]) for row in rows] == [
+        (row["underlying"], row["move"]) for row in expected
+    ]
+    assert [row["hedge_flow"] for row in rows] == pytest.approx(
+        [row["hedge_flow"] for row in expected], rel=1e-12
+    )
+    assert main(["hedge-flow", str(path), "--moves", "x"]) == 2
+    assert main(["exposures", str(path), "--gamma-source", "column"]) == 2

@@ -133,7 +133,9 @@ def add_commands(commands) -> None:
         "hedge-flow", help="$ dealers buy or sell to re-hedge after hypothetical spot moves"
     )
     _add_chain_options(hedge_cmd)
-    hedge_cmd.add_argument("--moves", default="-2,-1,1,2", help="percent moves (default -2,-1,1,2)")
+    hedge_cmd.add_argument(
+        "--moves", default="-2,-1,1,2", help="percent moves, e.g. --moves=-2,-1,1,2 (the default)"
+    )
     hedge_cmd.set_defaults(handler=_cmd_hedge_flow)
 
     flow_cmd = commands.add_parser(
