@@ -334,3 +334,34 @@ def test_cli_text_and_hedge_flow(tmp_path, capsys):
     )
     assert main(["hedge-flow", str(path), "--moves", "x"]) == 2
     assert main(["exposures", str(path), "--gamma-source", "column"]) == 2
+
+
+def test_black76_rows_use_their_forward():
+    table = _chain(8).drop_columns(["spot"])
+    rng = np.random.default_rng(8)
+    forward = np.array([SPOTS[name] for name in table.column("underlying").to_pylist()])
+    forward = forward * rng.uniform(0.98, 1.02, table.num_rows)
+    table = table.append_column("forward", pa.array(forward))
+    for kind in ("dex", "gex", "vex", "cex", "vega"):
+        result = exposures(table, kind=kind, rate=0.03)
+        for row in result.by_underlying.to_pylist():
+            expected = []
+            for item in table.to_pylist():
+                if item["underlying"] != row["underlying"]:
+                    continue
+                is_call = item["option_type"] == "C"
+                values = ref.black76_greeks(item["forward"], item["strike"], item["implied_vol"],
+                                            item["time_to_expiry"], 0.03, is_call)  # fmt: skip
+                price = item["forward"]
+                factor = {"dex": values["delta"] * price,
+                          "gex": values["gamma"] * price * price * 0.01,
+                          "vex": values["vanna"] * 0.01 * price,
+                          "cex": values["charm"] / 365.0 * price,
+                          "vega": values["vega"] * 0.01}[kind]  # fmt: skip
+                expected.append((-1.0 if is_call else 1.0) * item["open_interest"] * 100 * factor)
+            assert row[f"total_{kind}"] == pytest.approx(math.fsum(expected), rel=RTOL)
+    gex_total = exposures(table, kind="gex", rate=0.03).total()
+    assert gex_total == pytest.approx(fastgex.gex(table, rate=0.03).total(), rel=1e-11)
+    # Moves shift each forward; with no spot the $ reference is missing: a clear error.
+    with pytest.raises(fastgex.ChainError, match="spot"):
+        hedge_flow(table)
