@@ -238,3 +238,38 @@ def test_flow_cli(tmp_path):
     for row in summary["underlyings"]:
         assert row["delta_change"] == pytest.approx(expected[row["underlying"]]["change"],
                                                     rel=1e-9)  # fmt: skip
+
+
+def test_flow_series_is_the_pairwise_flows(tmp_path):
+    import pyarrow.parquet as pq
+
+    from fastgex.cli import main
+    from fastgex.flow import flow_series
+
+    first = _snapshot(9)
+    second = _moved(first, spot_move=0.01, vol_move=0.005, seed=2)
+    third = _moved(second, spot_move=-0.02, vol_move=0.01, seed=3)
+    times = [PREVIOUS_TIME, CURRENT_TIME, CURRENT_TIME + dt.timedelta(hours=3)]
+    tables = []
+    for rows, when in zip((first, second, third), times, strict=True):
+        table = pa.Table.from_pylist(rows)
+        tables.append(table.append_column("snapshot_time", pa.array([when] * table.num_rows)))
+    series = flow_series(tables)
+    assert series.column("step").to_pylist() == [0, 0, 1, 1]
+    for step in (0, 1):
+        pair = flow(tables[step], tables[step + 1]).by_underlying
+        mine = series.filter(pa.compute.equal(series.column("step"), step))
+        assert mine.select(pair.column_names).equals(pair)
+        stamps = mine.column("current_snapshot_time").to_pylist()
+        assert all(stamp == times[step + 1] for stamp in stamps)
+    with pytest.raises(ValueError, match="two snapshots"):
+        flow_series(tables[:1])
+    paths = []
+    for index, table in enumerate(tables):
+        paths.append(str(tmp_path / f"s{index}.parquet"))
+        pq.write_table(table, paths[-1])
+    out = tmp_path / "series.parquet"
+    assert main(["flow", *paths, "--out", str(out)]) == 0
+    assert pq.read_table(out).column("delta_change").to_pylist() == pytest.approx(
+        series.column("delta_change").to_pylist(), rel=1e-12
+    )

@@ -88,11 +88,33 @@ def _cmd_hedge_flow(args: argparse.Namespace) -> int:
 
 
 def _cmd_flow(args: argparse.Namespace) -> int:
-    from fastgex.flow import flow
+    from fastgex.flow import flow, flow_series
 
+    if len(args.snapshots) < 2:
+        raise ValueError("flow needs two snapshots (PREV CURR), or more for a series")
+    if len(args.snapshots) > 2:
+        if any((args.previous_spot, args.current_spot, args.previous_snapshot_time,
+                args.current_snapshot_time)):  # fmt: skip
+            raise ValueError("a series of snapshots takes spots and times from the chains")
+        series = flow_series(
+            [Path(path) for path in args.snapshots], convention=args.convention,
+            rate=args.rate, dividend_yield=args.dividend_yield, day_count=args.day_count,
+            settlement=args.settlement, settlement_tz=args.settlement_tz, format=args.format,
+        )  # fmt: skip
+        if args.out:
+            _write_table(series, _out_path(args.out))
+        if args.json:
+            json.dump(series.to_pylist(), sys.stdout, default=str)
+            print()
+        else:
+            for row in series.to_pylist():
+                change, hedge = _money(row["delta_change"]), _money(row["hedge_flow"])
+                print(f"  step {row['step']}  {row['underlying']:<10} change {change}  "
+                      f"hedge flow {hedge}")  # fmt: skip
+        return 0
     result = flow(
-        Path(args.previous),
-        Path(args.current),
+        Path(args.snapshots[0]),
+        Path(args.snapshots[1]),
         previous_spot=_spot_arg(args.previous_spot),
         current_spot=_spot_arg(args.current_spot),
         previous_snapshot_time=args.previous_snapshot_time,
@@ -141,8 +163,10 @@ def add_commands(commands) -> None:
     flow_cmd = commands.add_parser(
         "flow", help="dealer delta change between two snapshots: gamma, vanna, charm, position"
     )
-    flow_cmd.add_argument("previous", help="the earlier snapshot (chain file)")
-    flow_cmd.add_argument("current", help="the later snapshot (chain file)")
+    flow_cmd.add_argument(
+        "snapshots", nargs="+", help="PREV CURR chain files (three or more: a series)"
+    )
+    flow_cmd.add_argument("--out", help="series mode: write the series (.parquet or .csv)")
     flow_cmd.add_argument("--format", choices=FORMATS, default="auto")
     for when in ("previous", "current"):
         flow_cmd.add_argument(f"--{when}-spot", help="spot, or NAME=SPOT,NAME=SPOT")

@@ -23,7 +23,7 @@ its previous price for contracts gone), so they add up to ``delta_change``;
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ from fastgex._gex import DEFAULT_MIN_TIME_TO_EXPIRY, _column_numpy
 from fastgex.conventions import Convention, DayCount, parse_convention
 from fastgex.exposures import _Contracts, _contracts
 
-__all__ = ["FLOW_SCHEMA", "FlowResult", "flow"]
+__all__ = ["FLOW_SCHEMA", "FlowResult", "flow", "flow_series"]
 
 _KEYS = ["underlying", "expiry", "strike", "is_call"]
 _PARTS = ("gamma", "vanna", "charm", "residual", "position")
@@ -291,10 +291,20 @@ def flow(
         convention=convention,
         settings={
             **after.settings,
-            "previous_snapshot_time": before.settings["snapshot_time"],
-            "current_snapshot_time": after.settings["snapshot_time"],
+            "previous_snapshot_time": _instant(before),
+            "current_snapshot_time": _instant(after),
         },
     )
+
+
+def _instant(contracts: _Contracts) -> dt.datetime | None:
+    """The snapshot's one time (given or from its column), or None when it has none."""
+    from fastgex._targets import snapshot_instant
+
+    try:
+        return snapshot_instant(contracts.prepared)
+    except ChainError:
+        return None
 
 
 def _spots(contracts: _Contracts, names: list[str]) -> np.ndarray:
@@ -302,3 +312,59 @@ def _spots(contracts: _Contracts, names: list[str]) -> np.ndarray:
     lookup = {name: index for index, name in enumerate(contracts.prepared.names)}
     spot = contracts.prepared.spot
     return np.array([spot[lookup[name]] if name in lookup else np.nan for name in names])
+
+
+def flow_series(
+    snapshots: Sequence[Any],
+    *,
+    snapshot_times: Sequence[Any] | None = None,
+    spots: Sequence[Any] | None = None,
+    **options: Any,
+) -> pa.Table:
+    """Flows between consecutive snapshots, as one Arrow time series.
+
+    Parameters
+    ----------
+    snapshots : sequence of table-like or path
+        Two or more snapshots of the same market, oldest first (e.g. a list of files).
+    snapshot_times, spots : sequence, optional
+        Per snapshot, as ``previous_snapshot_time`` / ``previous_spot`` of :func:`fastgex.flow`
+        (default: the chains' own columns).
+    **options
+        The other keywords of :func:`fastgex.flow` (``convention``, ``rate``, ...).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``step`` (0 for the first pair), ``previous_snapshot_time``,
+        ``current_snapshot_time`` (UTC, null when the chains carry no single time) and
+        the columns of ``FlowResult.by_underlying``, one row per (step, underlying).
+    """
+    snapshots = list(snapshots)
+    if len(snapshots) < 2:
+        raise ValueError("flow_series needs at least two snapshots")
+    for name, values in (("snapshot_times", snapshot_times), ("spots", spots)):
+        if values is not None and len(values) != len(snapshots):
+            raise ValueError(f"{name} must have one entry per snapshot ({len(snapshots)})")
+    times = list(snapshot_times) if snapshot_times is not None else [None] * len(snapshots)
+    spot_values = list(spots) if spots is not None else [None] * len(snapshots)
+    pieces = []
+    for step in range(len(snapshots) - 1):
+        result = flow(
+            snapshots[step],
+            snapshots[step + 1],
+            previous_snapshot_time=times[step],
+            current_snapshot_time=times[step + 1],
+            previous_spot=spot_values[step],
+            current_spot=spot_values[step + 1],
+            **options,
+        )
+        table = result.by_underlying
+        rows = table.num_rows
+        stamps = pa.timestamp("us", tz="UTC")
+        table = table.add_column(0, "step", pa.array([step] * rows, pa.int64()))
+        for position, key in ((1, "previous_snapshot_time"), (2, "current_snapshot_time")):
+            instant = result.settings.get(key)
+            table = table.add_column(position, key, pa.array([instant] * rows, stamps))
+        pieces.append(table)
+    return pa.concat_tables(pieces)
