@@ -235,7 +235,10 @@ def test_cpp_example_matches_reference_and_levels(capi):
     got = {name: value for name, value in _lines(ran.stdout, "LEVEL")}
     assert want["zero_gamma"] is not None  # the example chain does cross zero
     for name, value in got.items():
-        assert (None if value == "null" else float(value)) == want[name], name
+        if value == "null" or want[name] is None:
+            assert value == "null" and want[name] is None, name
+        else:  # another process (the embedded interpreter): equal to rounding
+            assert float(value) == pytest.approx(want[name], rel=1e-10), name
 
 
 # ---- C: bad input, failed start-up, threads ----------------------------------------------

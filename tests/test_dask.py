@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from conftest import assert_tables_close
 from fastgex import batch, sample
 from fastgex.cli import main
 
@@ -77,7 +78,7 @@ def test_dask_run_is_identical_to_the_local_run(history, local_run, client, tmp_
     assert len(partitions) == len(DAYS)
     assert _files(tmp_path) == _files(local_run)
     for name, table in _tables(tmp_path).items():
-        assert table.equals(_tables(local_run)[name]), name
+        assert_tables_close(table, _tables(local_run)[name], label=name)
     again = batch.run_batch(history, tmp_path, scheduler="dask", client=client, **OPTIONS)
     assert (again.done, again.skipped) == (0, len(DAYS))
 
@@ -89,7 +90,7 @@ def test_cli_dask_by_address(history, local_run, client, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert (summary["done"], summary["failed"]) == (len(DAYS), [])
     for name, table in _tables(tmp_path).items():
-        assert table.equals(_tables(local_run)[name]), name
+        assert_tables_close(table, _tables(local_run)[name], label=name)
 
 
 def _kill_on_third_rename(out: str) -> int:
@@ -125,7 +126,7 @@ def test_dask_worker_killed_mid_job_loses_and_duplicates_nothing(
     assert len(torn) == 1  # the killed write, ignored by every reader
     assert _files(tmp_path) == _files(local_run)
     for name, table in _tables(tmp_path).items():
-        assert table.equals(_tables(local_run)[name]), name
+        assert_tables_close(table, _tables(local_run)[name], label=name)
     plain = ds.dataset(tmp_path / "totals", format="parquet", partitioning="hive").to_table()
     assert plain.num_rows == batch.read_results(local_run, "totals").num_rows
 
@@ -156,7 +157,7 @@ def test_dask_task_error_is_reported_and_the_rest_completes(history, local_run, 
     again = batch.run_batch(history, tmp_path, scheduler="dask", client=client, **OPTIONS)
     assert (again.done, again.skipped) == (1, len(DAYS) - 1)
     for name, table in _tables(tmp_path).items():
-        assert table.equals(_tables(local_run)[name]), name
+        assert_tables_close(table, _tables(local_run)[name], label=name)
 
 
 def test_dask_default_local_cluster(history, local_run, tmp_path):
@@ -164,4 +165,4 @@ def test_dask_default_local_cluster(history, local_run, tmp_path):
     report = batch.run_batch(history, tmp_path, scheduler="dask", n_workers=1, **OPTIONS)
     assert report.ok and report.done == len(DAYS)
     for name, table in _tables(tmp_path).items():
-        assert table.equals(_tables(local_run)[name]), name
+        assert_tables_close(table, _tables(local_run)[name], label=name)

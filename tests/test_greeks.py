@@ -277,7 +277,8 @@ def test_put_call_parity(strike, vol, years, rate, dividend):
     assert call["charm"] - put["charm"] == pytest.approx(
         dividend * dividend_discount, rel=1e-9, abs=1e-10
     )
-    assert 0.0 <= call["delta"] <= dividend_discount and call["gamma"] >= 0.0
+    # a deep in-the-money call's delta is exp(-qT) to rounding
+    assert 0.0 <= call["delta"] <= dividend_discount * (1 + 4e-16) and call["gamma"] >= 0.0
 
 
 def test_units_subsets_and_input_order():
