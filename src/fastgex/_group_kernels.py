@@ -122,6 +122,15 @@ def pair_ids(key_underlying, key_expiry, n_expiries, n_cells):
 
 
 @kernel
+def take_int32(values, index):
+    """``values[index]`` in parallel (a per-row gather from a small table)."""
+    out = np.empty(index.size, dtype=np.int32)
+    for row in numba.prange(index.size):
+        out[row] = values[index[row]]
+    return out
+
+
+@kernel
 def order_groups(group_rank, group_strike, n_ranks):
     """Groups by ``group_rank`` (stable), then ascending strike; runs of equal strikes.
 

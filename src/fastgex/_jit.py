@@ -38,6 +38,18 @@ def scalar_function(function: FunctionT) -> FunctionT:
     )(function)
 
 
+def outlined(function: Any) -> Any:
+    """The body of a :func:`scalar_function` compiled as its own, non-inlined function.
+
+    For cold paths (a row-by-row fallback) that call a big formula: inlining it there
+    adds nothing at run time but compile time (LLVM optimizes every inlined copy).
+    Same floating-point policy and cache as the inlined version.
+    """
+    return numba.njit(cache=CACHE, error_model="numpy", fastmath=set(FASTMATH_FLAGS))(
+        function.py_func
+    )
+
+
 def exact_function(function: FunctionT) -> FunctionT:
     """Compile a scalar helper with strict IEEE arithmetic (no fast-math), not inlined.
 
