@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
@@ -50,6 +51,9 @@ def _job(dataset: Path, root: Path, **kwargs) -> tuple[batch.BatchReport, Path]:
     return report, out
 
 
+_FLOAT_TOTALS = ["spot", "total_gex", "call_gex", "put_gex"]
+
+
 def _totals(out: Path) -> pa.Table:
     return batch.read_results(out, "totals").sort_by([("date", "ascending")])
 
@@ -76,7 +80,14 @@ def test_batch_local_vs_dask(benchmark, tmp_path):
                 outs.append(_job(dataset, tmp_path, scheduler="dask", client=client)[1])
 
             seconds = best_of(run, repeat=2)
-            assert _totals(outs[-1]).equals(_totals(reference))
+            # Another process: equal to rounding (a kernel compiled here and one loaded
+            # from Numba's cache can differ in the last bits).
+            got, want = _totals(outs[-1]), _totals(reference)
+            assert got.drop_columns(_FLOAT_TOTALS).equals(want.drop_columns(_FLOAT_TOTALS))
+            for name in _FLOAT_TOTALS:
+                expected = want.column(name).to_numpy()
+                scale = 1e-12 * float(np.abs(expected).max())
+                np.testing.assert_allclose(got.column(name).to_numpy(), expected, atol=scale)
         results[f"dask{n_workers}_contracts_per_s"] = rows / seconds
     results["dask2_over_local"] = (
         results["dask2_contracts_per_s"] / results["local_contracts_per_s"]

@@ -91,3 +91,24 @@ def test_cli_plot_and_demo_chart(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):  # argparse refuses an unknown kind
         main(["plot", str(chain_path), "--kind", "pie", "--out", str(out)])
     assert main(["plot", str(tmp_path / "missing.csv"), "--out", str(out)]) == 2
+
+
+def test_flow_series_per_underlying(tmp_path):
+    """A flow series (one row per step and underlying) is drawn one underlying at a time."""
+    steps = [dt.datetime(2024, 1, day, 16) for day in range(2, 7)]
+    table = pa.table(
+        {
+            "underlying": ["SPX"] * 5 + ["NDX"] * 5,
+            "current_snapshot_time": steps * 2,
+            "hedge_flow": [1e9, -2e9, 5e8, -1e8, 3e9, 2e8, 1e8, -3e8, 4e8, -2e8],
+        }
+    )
+    options = {"time": "current_snapshot_time", "value": "hedge_flow", "regime": None}
+    with pytest.raises(ValueError, match="several underlyings"):
+        plot.plot_series(table, **options)
+    with pytest.raises(KeyError, match="no underlying"):
+        plot.plot_series(table, underlying="RUT", **options)
+    figure = plot.plot_series(table, underlying="NDX", **options)
+    (line,) = [line for line in figure.axes[0].get_lines() if line.get_label() == "hedge_flow"]
+    assert list(line.get_ydata()) == [2e8, 1e8, -3e8, 4e8, -2e8]
+    _check_image(plot.save(figure, tmp_path / "flow.png"))

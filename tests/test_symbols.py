@@ -328,3 +328,11 @@ def test_futures_chain_multipliers_given_or_missing():
     assert futures_chain(odd, multipliers={"ZZ": 10.0}).column("multiplier")[0].as_py() == 10.0
     with pytest.raises(ChainError, match="forward"):
         futures_chain(rows.drop_columns(["futures_price"]))
+
+
+def test_read_chain_keeps_the_format_when_columns_are_renamed(tmp_path):
+    path = tmp_path / "aliased.csv"  # "ticker" and "iv" are aliases: the columns get renamed
+    path.write_text("ticker,strike,type,oi,iv,tte\nSPX,4700,C,10,0.2,0.1\n")
+    chain = fastgex.read_chain(path)
+    assert "underlying" in chain.column_names
+    assert chain.schema.metadata[b"fastgex.format"] == b"csv"

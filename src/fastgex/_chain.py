@@ -186,7 +186,8 @@ def canonicalize(table: pa.Table, columns: Mapping[str, str] | None = None) -> p
         new_names.append(target)
     if new_names == table.column_names:
         return table
-    return table.rename_columns(new_names)
+    # rename_columns drops the schema metadata (which says what format was read): keep it
+    return table.rename_columns(new_names).replace_schema_metadata(table.schema.metadata)
 
 
 def _to_table(source: Any, format: str) -> pa.Table:

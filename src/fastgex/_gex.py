@@ -429,9 +429,11 @@ def _engine(
         kernel,
     )
     _check_finite(prepared, accumulated)
+    order = reported_underlyings(prepared.names, accumulated.rows)  # every table's order
     result = _assemble(
         prepared,
         accumulated,
+        order,
         by_strike and not by_expiry,  # groups by expiry: callers build their own tables
         per_contract,
         unit,
@@ -441,7 +443,9 @@ def _engine(
         settings,
     )
     if with_targets:
-        result = _add_targets(result, prepared, accumulated, targets, buckets, views, by_strike)
+        result = _add_targets(
+            result, prepared, accumulated, order, targets, buckets, views, by_strike
+        )
     if on_invalid == "raise" and result.dropped_count:
         summary = ", ".join(
             f"{row['underlying']}/{row['reason']}: {row['count']}"
@@ -460,9 +464,10 @@ def reported_underlyings(names: list[str | None], rows: np.ndarray) -> list[int]
     return sorted(real, key=lambda index: names[index])
 
 
-def _add_targets(result, prepared, accumulated, targets, buckets, views, by_strike) -> GexResult:
+def _add_targets(
+    result, prepared, accumulated, order, targets, buckets, views, by_strike
+) -> GexResult:
     """``result`` with ``by_bucket`` / ``by_strike_bucket`` (and ``by_strike``) from groups."""
-    order = reported_underlyings(prepared.names, accumulated.rows)
     bits = None
     if prepared.group_class_bits is not None:
         bits = prepared.group_class_bits[prepared.group_expiry]
@@ -1044,6 +1049,7 @@ def _run(
 def _assemble(
     prepared,
     accumulated,
+    real,
     by_strike,
     per_contract,
     unit,
@@ -1053,7 +1059,6 @@ def _assemble(
     settings,
 ) -> GexResult:
     names = prepared.names
-    real = reported_underlyings(names, accumulated.rows)
     dropped_per = accumulated.drops.sum(axis=1)
     sums = accumulated.sums
     by_underlying = pa.table(

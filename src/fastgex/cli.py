@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from fastgex._chain import FORMATS
 from fastgex.conventions import Convention, GammaSource, Unit
+from fastgex.plot import KINDS as PLOT_KINDS
 
 
 def _money(value: float) -> str:
@@ -152,7 +153,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "short gamma amplify them), not which way it moves."
     )
     if args.chart:
-        chart = _demo_chart(market, args.chart)
+        chart = _demo_chart(market, result, args.chart)
         if chart is None:
             print("(no chart: pip install 'fastgex[plot]' for one)")
         else:
@@ -627,19 +628,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_chart(market, path: str) -> str | None:
+def _demo_chart(market, result, path: str) -> str | None:
     """The demo's chart: per-strike GEX of the largest underlying (needs matplotlib)."""
-    try:
-        from fastgex.plot import plot_strikes, save
-    except ImportError:  # pragma: no cover - the plot extra is not installed
-        return None
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
         return None
-    from fastgex import gex, levels
+    from fastgex import levels
+    from fastgex.plot import plot_strikes, save
 
-    totals = gex(market, by_strike=False).by_underlying
+    totals = result.by_underlying  # the demo's own gex() result: no second pass
     largest = totals.column("underlying")[
         int(abs(totals.column("total_gex").to_numpy()).argmax())
     ].as_py()
@@ -706,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_chain_options(plot_cmd)
     _add_grid_options(plot_cmd)
-    plot_cmd.add_argument("--kind", choices=("strikes", "profile", "surface", "buckets"),
+    plot_cmd.add_argument("--kind", choices=PLOT_KINDS,
                           default="strikes", help="the chart (default strikes)")  # fmt: skip
     plot_cmd.add_argument("--underlying", help="which underlying (default the largest |GEX|)")
     plot_cmd.add_argument("--out", required=True, help="image file (.png, .svg, .pdf)")

@@ -95,7 +95,7 @@ def _in_range(strikes: np.ndarray, strike_range: Any, spot: float) -> np.ndarray
     """Strikes to show: ``strike_range``, else 0.8 to 1.2 x spot (all without a spot)."""
     if strike_range is not None:
         low, high = strike_range
-    elif np.isfinite(spot):
+    elif spot is not None and np.isfinite(spot):
         low, high = 0.8 * spot, 1.2 * spot
     else:
         low, high = -np.inf, np.inf
@@ -251,7 +251,7 @@ def plot_surface(
     """
     name = _pick_underlying(result, underlying)
     strikes, columns, matrix = result.surface(name, by=by)
-    spot = _levels_row(result, name, "all")["spot"] if "all" in _buckets(result) else np.nan
+    spot = _levels_row(result, name, "all")["spot"] if "all" in _buckets(result) else None
     keep = _in_range(strikes, strike_range, spot)
     strikes, matrix = strikes[keep], matrix[keep]
     figure, ax = _axes(ax, (10.0, 6.0))
@@ -321,6 +321,7 @@ def plot_series(
     value: str = "total_gex",
     regime: str | None = "regime",
     label: str | None = None,
+    underlying: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """A time series (total GEX, a flow...) with short-gamma stretches shaded.
@@ -335,6 +336,10 @@ def plot_series(
         Column names (``regime=None`` for no shading).
     label : str, optional
         The y-axis label (default: the value column's name).
+    underlying : str, optional
+        With an ``underlying`` column (e.g. :func:`fastgex.flow.flow_series`, plotted with
+        ``time="current_snapshot_time", value="hedge_flow", regime=None``): the one to
+        draw; required when the table holds several.
     ax : matplotlib.axes.Axes, optional
         Draw here instead of on a new figure.
 
@@ -346,6 +351,14 @@ def plot_series(
         from fastgex._chain import _to_table
 
         table = _to_table(table, "auto")
+    if "underlying" in table.column_names:
+        names = list(dict.fromkeys(table.column("underlying").to_pylist()))
+        if underlying is None and len(names) > 1:
+            raise ValueError(f"the series holds several underlyings {names[:10]}: pass underlying=")
+        if underlying is not None:
+            if underlying not in names:
+                raise KeyError(f"no underlying {underlying!r} in the series; it has {names[:10]}")
+            table = table.filter(pc.equal(table.column("underlying"), underlying))
     table = table.sort_by(time)
     times = table.column(time).to_pylist()
     values = table.column(value).to_numpy(zero_copy_only=False)

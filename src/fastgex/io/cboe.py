@@ -33,6 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from fastgex.io.symbols import _osi_fields
+
 __all__ = [
     "CBOE_SCHEMA",
     "ROOT_TO_UNDERLYING",
@@ -84,9 +86,8 @@ _MAX_PREAMBLE_LINES = 50
 _NULL_VALUES = ["", "-", "--", "N/A", "n/a", "NA", "NaN", "nan", "null", "NULL", "None"]
 
 # OSI option symbol: root, YYMMDD, C/P, strike x 1000 in 8 digits (matched after trimming).
-# The tail is fixed-width, so the parts are cut by position; OCC pads the root with spaces.
+# The tail is fixed-width (cut by position in fastgex.io.symbols); OCC pads the root.
 _OSI_PATTERN = r"^[A-Za-z0-9./_]+\s*\d{6}[CP]\d{8}$"
-_OSI_TAIL = 15
 
 _SPOT_FIELD_RE = re.compile(r"^\s*Last\s*:\s*(?P<value>.*?)\s*$", re.IGNORECASE)
 _DATE_FIELD_RE = re.compile(r"^\s*Date\s*:\s*(?P<value>.*?)\s*$", re.IGNORECASE)
@@ -790,16 +791,12 @@ def _read_json_bytes(data: bytes, label: str, underlying: str | None) -> pa.Tabl
             f"{label}: data.options[{index}].option: expected an OSI symbol like "
             f"'RUTW231020C01800000'; found {_show(symbols[index])}"
         )
-    # OSI years are 20YY; %y would put 69-99 in the 1900s.
-    century = pc.binary_join_element_wise(
-        "20", pc.utf8_slice_codeunits(trimmed, -_OSI_TAIL, -9), ""
-    )
-    strike_digits = pc.utf8_slice_codeunits(trimmed, -8)
+    _, date_text, option_type, strike_digits = _osi_fields(trimmed)
     columns: dict[str, Any] = {
         "symbol": symbol,
-        "expiration": pc.strptime(century, format="%Y%m%d", unit="s").cast(pa.date32()),
+        "expiration": pc.strptime(date_text, format="%Y%m%d", unit="s").cast(pa.date32()),
         "strike": pc.divide(strike_digits.cast(pa.int64()).cast(pa.float64()), 1000.0),
-        "option_type": pc.utf8_slice_codeunits(trimmed, -9, -8),
+        "option_type": option_type,
     }
     for key, output in _JSON_FIELDS.items():
         values = [option.get(key) for option in options]
@@ -864,11 +861,7 @@ def _assemble(
     """Add root, underlying and the constant columns; order and type as CBOE_SCHEMA."""
     count = contracts.num_rows
     trimmed, valid = _osi_symbols(contracts.column("symbol"))
-    root = pc.if_else(
-        valid,
-        pc.utf8_rtrim_whitespace(pc.utf8_slice_codeunits(trimmed, 0, -_OSI_TAIL)),
-        pa.scalar(None, pa.string()),
-    )
+    root = pc.if_else(valid, _osi_fields(trimmed)[0], pa.scalar(None, pa.string()))
     if underlying is not None:
         if not isinstance(underlying, str) or not underlying.strip():
             raise ValueError(f"underlying must be a non-empty string; got {underlying!r}")

@@ -26,18 +26,18 @@ from fastgex.io.symbols import parse_deribit
 
 __all__ = ["DERIBIT_FIELDS", "read_deribit"]
 
-#: Book-summary fields read (others are ignored), and the column each becomes.
-DERIBIT_FIELDS: Mapping[str, str] = {
-    "instrument_name": "symbol",
-    "open_interest": "open_interest",
-    "mark_iv": "mark_iv",
-    "underlying_price": "forward",
-    "estimated_delivery_price": "index_price",
-    "mark_price": "mark_price",
-    "bid_price": "bid",
-    "ask_price": "ask",
-    "creation_timestamp": "creation_timestamp",
-}
+#: Book-summary fields read (others are ignored); :func:`read_deribit` says what each becomes.
+DERIBIT_FIELDS: tuple[str, ...] = (
+    "instrument_name",
+    "open_interest",
+    "mark_iv",
+    "underlying_price",
+    "estimated_delivery_price",
+    "mark_price",
+    "bid_price",
+    "ask_price",
+    "creation_timestamp",
+)
 
 
 def read_deribit(
@@ -78,7 +78,8 @@ def read_deribit(
         raise ValueError(f"Deribit book summary: missing fields {missing}")
     names = records["instrument_name"]
     parsed = parse_deribit(names)
-    is_option = pc.fill_null(pc.match_substring_regex(names, r"-[CP]$"), False)
+    trimmed = pc.utf8_trim_whitespace(names)  # as parse_deribit reads them
+    is_option = pc.fill_null(pc.match_substring_regex(trimmed, r"-[CP]$"), False)
     bad = pc.and_(is_option, pc.invert(parsed.column("valid")))
     if pc.any(bad).as_py():
         index = pc.index(bad, True).as_py()
@@ -126,7 +127,7 @@ def _records(source: Any) -> dict[str, pa.ChunkedArray]:
     """The book-summary rows as columns, from any of the accepted forms."""
     if isinstance(source, pa.Table):
         return {name: source.column(name) for name in source.column_names}
-    if isinstance(source, (os.PathLike, Path)) or (
+    if isinstance(source, os.PathLike) or (
         isinstance(source, str) and not source.lstrip().startswith(("{", "["))
     ):
         source = Path(source).read_bytes()

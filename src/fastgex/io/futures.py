@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fastgex._chain import read_chain
+from fastgex._errors import ChainError
 
 __all__ = ["FUTURES_MULTIPLIERS", "futures_chain"]
 
@@ -71,8 +72,6 @@ def futures_chain(
     fastgex.ChainError
         No ``forward`` column, or a root with neither a known size nor a multiplier.
     """
-    from fastgex._errors import ChainError
-
     table = read_chain(source, columns=columns)
     if "forward" not in table.column_names:
         raise ChainError(

@@ -101,16 +101,14 @@ def parse_osi(symbols: Any) -> pa.Table:
     column = _as_strings(symbols)
     trimmed = pc.utf8_trim_whitespace(pc.replace_substring_regex(column, _POLYGON_PREFIX, ""))
     shaped = pc.fill_null(pc.match_substring_regex(trimmed, _OSI_PATTERN), False)
-    # OSI years are 20YY (%y would put 69-99 in the 1900s).
-    digits = pc.if_else(shaped, pc.utf8_slice_codeunits(trimmed, -_OSI_TAIL, -9), None)
-    expiration = pc.strptime(
-        pc.binary_join_element_wise("20", digits, ""), format="%Y%m%d", unit="s", error_is_null=True
-    ).cast(pa.date32())
+    root, date_text, option_type, strike_digits = _osi_fields(trimmed)
+    date_text = pc.if_else(shaped, date_text, None)
+    expiration = pc.strptime(date_text, format="%Y%m%d", unit="s", error_is_null=True).cast(
+        pa.date32()
+    )
     # strptime rolls impossible days over (Feb 31 -> Mar 2): keep only dates that round-trip.
-    written_day = pc.utf8_slice_codeunits(digits, 4, 6).cast(pa.int64())
+    written_day = pc.utf8_slice_codeunits(date_text, 6, 8).cast(pa.int64())
     valid = pc.fill_null(pc.and_(shaped, pc.equal(pc.day(expiration), written_day)), False)
-    root = pc.utf8_rtrim_whitespace(pc.utf8_slice_codeunits(trimmed, 0, -_OSI_TAIL))
-    strike_digits = pc.utf8_slice_codeunits(trimmed, -8)
     strike = pc.divide(
         pc.if_else(valid, strike_digits, None).cast(pa.int64()).cast(pa.float64()), 1000.0
     )
@@ -119,11 +117,26 @@ def parse_osi(symbols: Any) -> pa.Table:
         [
             pc.if_else(valid, root, null),
             pc.if_else(valid, expiration, pa.scalar(None, pa.date32())),
-            pc.if_else(valid, pc.utf8_slice_codeunits(trimmed, -9, -8), null),
+            pc.if_else(valid, option_type, null),
             strike,
             valid,
         ],
         schema=OSI_SCHEMA,
+    )
+
+
+def _osi_fields(trimmed: Any) -> tuple[Any, Any, Any, Any]:
+    """The fixed-width parts of trimmed OSI symbols, unvalidated (shared with the CBOE reader).
+
+    Returns ``(root, date_text, option_type, strike_digits)``: the root with its padding
+    removed, ``20YYMMDD`` (OSI years are 20YY; ``%y`` would put 69-99 in the 1900s), ``C``
+    or ``P``, and the strike x 1000 as 8 digits.
+    """
+    return (
+        pc.utf8_rtrim_whitespace(pc.utf8_slice_codeunits(trimmed, 0, -_OSI_TAIL)),
+        pc.binary_join_element_wise("20", pc.utf8_slice_codeunits(trimmed, -_OSI_TAIL, -9), ""),
+        pc.utf8_slice_codeunits(trimmed, -9, -8),
+        pc.utf8_slice_codeunits(trimmed, -8),
     )
 
 

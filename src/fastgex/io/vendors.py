@@ -250,11 +250,10 @@ def read_databento(definitions: Any, statistics: Any) -> pa.Table:
     joined = joined.rename_columns(
         ["open_interest" if name == "quantity_first" else name for name in joined.column_names]
     )
-    order = pc.sort_indices(joined, [("instrument_id", "ascending")])
-    return joined.take(order).set_column(
-        joined.column_names.index("open_interest"),
-        "open_interest",
-        joined.take(order).column("open_interest").cast(pa.float64()),
+    ordered = joined.take(pc.sort_indices(joined, [("instrument_id", "ascending")]))
+    position = ordered.column_names.index("open_interest")
+    return ordered.set_column(
+        position, "open_interest", ordered.column(position).cast(pa.float64())
     )
 
 
