@@ -7,12 +7,15 @@ vectorized exp/log agree with ``math`` to a few ulp per row; sums are compensate
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import subprocess
 import sys
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -365,3 +368,309 @@ def test_black76_rows_use_their_forward():
     # Moves shift each forward; with no spot the $ reference is missing: a clear error.
     with pytest.raises(fastgex.ChainError, match="spot"):
         hedge_flow(table)
+
+
+# ------------------------------------------------------------------ units, buckets, surfaces
+
+SNAPSHOT = dt.datetime(2024, 3, 4, 15, 0, tzinfo=ZoneInfo("America/New_York"))
+EXPIRIES = [dt.date(2024, 3, 4), dt.date(2024, 3, 8), dt.date(2024, 3, 15), dt.date(2024, 6, 21),
+            dt.date(2025, 6, 20)]  # fmt: skip  # 0dte, weekly, monthly, quarterly, long_dated
+
+
+def _dated_chain(seed: int, n_rows: int = 80) -> pa.Table:
+    """Two underlyings over five expiries, one of each default bucket."""
+    table = _chain(seed, n_rows).drop_columns(["time_to_expiry"])
+    rng = np.random.default_rng(seed + 1)
+    expiration = [EXPIRIES[index] for index in rng.integers(0, len(EXPIRIES), n_rows)]
+    return table.append_column("expiration", pa.array(expiration, pa.date32()))
+
+
+def _years_to(expiry: dt.date) -> float:
+    """Plain-Python time to a PM (16:00 New York) settlement, act/365, floored at 1 min."""
+    settle = dt.datetime.combine(expiry, dt.time(16, 0), tzinfo=ZoneInfo("America/New_York"))
+    # In UTC: Python subtracts datetimes sharing one tzinfo as wall times (DST ignored).
+    seconds = settle.astimezone(dt.timezone.utc) - SNAPSHOT.astimezone(dt.timezone.utc)
+    return max(seconds.total_seconds() / (365 * 86_400), 60 / (365 * 86_400))
+
+
+#: Per-kind units written out by hand: (unit, greek, constant, power of the price).
+HAND_UNITS = [
+    ("dex", "units_delta", "delta", 1.0, 0),
+    ("vex", "units_delta_per_vol_point", "vanna", 0.01, 0),
+    ("cex", "units_delta_per_day", "charm", 1 / 365, 0),
+    ("vega", "dollars_per_vol_point", "vega", 0.01, 0),
+    ("gex", "dollars_per_point", "gamma", 1.0, 1),
+    ("gex", "shares_per_dollar", "gamma", 1.0, 0),
+    ("gex", "units_per_1pct", "gamma", 0.01, 1),
+]
+
+
+@pytest.mark.parametrize(("kind", "unit", "greek", "constant", "power"), HAND_UNITS)
+def test_units_match_plain_python(kind, unit, greek, constant, power):
+    table = _chain(11)
+    result = exposures(table, kind=kind, unit=unit, rate=0.01, dividend_yield=0.02)
+    assert result.unit == unit
+    for row in result.by_underlying.to_pylist():
+        expected = []
+        for item in table.to_pylist():
+            if item["underlying"] != row["underlying"]:
+                continue
+            is_call = item["option_type"] == "C"
+            values = ref.bsm_greeks(item["spot"], item["strike"], item["implied_vol"],
+                                    item["time_to_expiry"], 0.01, 0.02, is_call)  # fmt: skip
+            shares = (-1.0 if is_call else 1.0) * item["open_interest"] * 100.0
+            expected.append(shares * values[greek] * constant * item["spot"] ** power)
+        assert row[f"total_{kind}"] == pytest.approx(math.fsum(expected), rel=RTOL, abs=1e-9)
+    if kind == "gex":  # and the same number as gex() in that unit
+        assert result.total() == pytest.approx(
+            fastgex.gex(table, unit=unit, rate=0.01, dividend_yield=0.02).total(), rel=1e-11
+        )
+
+
+def test_bad_units_name_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"not a unit of vega exposure.*dollars_per_vol_point"):
+        exposures(_chain(), kind="vega", unit="units_delta")
+    with pytest.raises(ValueError, match="dollars_delta, units_delta"):
+        exposures(_chain(), kind="dex", unit="dollars_per_1pct")
+    with pytest.raises(ValueError, match="dollars_per_1pct"):
+        exposures(_chain(), kind="gex", unit="dollars_delta")
+    # The Unit enum is accepted for gex.
+    assert exposures(_chain(), kind="gex", unit=fastgex.Unit.SHARES_PER_DOLLAR).unit == (
+        "shares_per_dollar"
+    )
+
+
+@pytest.mark.parametrize("views", [None, ("all", "ex_next_expiry", "ex_next_monthly")])
+def test_kind_gex_buckets_equal_gex(views):
+    market = sample_market(6000, seed=5)
+    mine = exposures(market, kind="gex", buckets="default", views=views)
+    theirs = fastgex.gex(market, buckets="default", views=views)
+    for name in ("by_bucket", "by_strike_bucket", "by_strike"):
+        ours, reference = getattr(mine, name), getattr(theirs, name)
+        assert ours.schema.equals(reference.schema), name
+        for column in reference.column_names:
+            expected = reference.column(column).to_numpy(zero_copy_only=False)
+            got = ours.column(column).to_numpy(zero_copy_only=False)
+            if expected.dtype.kind == "f":
+                scale = np.abs(expected).max()
+                np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12 * scale)
+            else:
+                assert (got == expected).all(), (name, column)
+
+
+def _reference_buckets(table: pa.Table, kind: str) -> dict[tuple[str, str], float]:
+    """Plain-Python exposure per (underlying, default bucket), rate and yield 0."""
+    from fastgex.buckets import expiry_buckets
+
+    labels = dict(zip(EXPIRIES, expiry_buckets(EXPIRIES, SNAPSHOT.date(), "default"),
+                      strict=True))  # fmt: skip
+    parts: dict[tuple[str, str], list[float]] = {}
+    for row in table.to_pylist():
+        is_call = row["option_type"] == "C"
+        price = row["spot"]
+        values = ref.bsm_greeks(price, row["strike"], row["implied_vol"],
+                                _years_to(row["expiration"]), 0.0, 0.0, is_call)  # fmt: skip
+        factor = {"dex": values["delta"] * price, "vex": values["vanna"] * 0.01 * price,
+                  "cex": values["charm"] / 365.0 * price, "vega": values["vega"] * 0.01,
+                  "gex": values["gamma"] * price * price * 0.01}[kind]  # fmt: skip
+        shares = (-1.0 if is_call else 1.0) * row["open_interest"] * 100.0
+        key = (row["underlying"], labels[row["expiration"]])
+        parts.setdefault(key, []).append(shares * factor)
+    return {key: math.fsum(values) for key, values in parts.items()}
+
+
+@pytest.mark.parametrize("kind", ["dex", "vex", "cex", "vega"])
+def test_buckets_match_plain_python(kind):
+    table = _dated_chain(12)
+    result = exposures(table, kind=kind, snapshot_time=SNAPSHOT, buckets="default")
+    expected = _reference_buckets(table, kind)
+    rows = result.by_bucket.to_pylist()
+    assert {(row["underlying"], row["bucket"]) for row in rows if row["bucket"] != "all"} == set(
+        expected
+    )
+    for row in rows:
+        if row["bucket"] == "all":
+            total = math.fsum(value for (name, _), value in expected.items()
+                              if name == row["underlying"])  # fmt: skip
+            assert row[f"total_{kind}"] == pytest.approx(total, rel=RTOL, abs=1e-6)
+        else:
+            assert row[f"total_{kind}"] == pytest.approx(
+                expected[(row["underlying"], row["bucket"])], rel=RTOL, abs=1e-6
+            )
+
+
+@fixed
+@given(seed=st.integers(0, 10_000), kind=st.sampled_from([kind.value for kind in ExposureKind]))
+def test_buckets_and_surfaces_add_up(seed, kind):
+    table = _dated_chain(seed, 60)
+    result = exposures(table, kind=kind, snapshot_time=SNAPSHOT, buckets="default")
+    plain = exposures(table, kind=kind, snapshot_time=SNAPSHOT, by_expiry=True)
+    net = f"net_{kind}"
+    for row in result.by_underlying.to_pylist():
+        name = row["underlying"]
+        parts = [part for part in result.by_bucket.to_pylist() if part["underlying"] == name]
+        everything = [part for part in parts if part["bucket"] == "all"]
+        buckets = [part for part in parts if part["bucket"] != "all"]
+        scale = math.fsum(abs(part[f"total_{kind}"]) for part in buckets) + 1e-300
+        # Every row is in one default bucket: the buckets add up to the underlying.
+        assert math.fsum(part[f"total_{kind}"] for part in buckets) == pytest.approx(
+            row[f"total_{kind}"], rel=1e-12, abs=1e-12 * scale
+        )
+        assert sum(part["contracts"] for part in buckets) == row["contracts"]
+        assert everything[0][f"total_{kind}"] == pytest.approx(row[f"total_{kind}"], rel=1e-13)
+        # Surfaces: bucket columns add up to the "all" column, which is the per-strike table;
+        # expiry columns add up to it too.
+        strikes, columns, matrix = result.surface(name, by="bucket")
+        mine = result.by_strike.filter(pc.equal(result.by_strike.column("underlying"), name))
+        assert strikes.tolist() == mine.column("strike").to_pylist()
+        width = np.abs(matrix).max() + 1e-300
+        np.testing.assert_allclose(matrix[:, columns.index("all")], mine.column(net).to_numpy(),
+                                   rtol=1e-12, atol=1e-12 * width)  # fmt: skip
+        bucket_columns = [columns.index(part["bucket"]) for part in buckets]
+        np.testing.assert_allclose(matrix[:, bucket_columns].sum(axis=1),
+                                   mine.column(net).to_numpy(), rtol=1e-12,
+                                   atol=1e-12 * width)  # fmt: skip
+        expiry_strikes, expiries, by_expiry = plain.surface(name, by="expiry")
+        assert expiry_strikes.tolist() == strikes.tolist()
+        assert expiries == sorted(expiries)
+        np.testing.assert_allclose(by_expiry.sum(axis=1), mine.column(net).to_numpy(),
+                                   rtol=1e-12, atol=1e-12 * width)  # fmt: skip
+    assert result.by_strike.equals(plain.by_strike)
+
+
+def test_bucket_and_surface_errors():
+    with pytest.raises(fastgex.ChainError, match="expiration"):
+        exposures(_chain(), buckets="default")
+    with pytest.raises(fastgex.ChainError, match="expiration"):
+        exposures(_chain(), by_expiry=True)
+    with pytest.raises(ValueError, match="unknown views"):
+        exposures(_dated_chain(1), snapshot_time=SNAPSHOT, views=("sideways",))
+    plain = exposures(_dated_chain(1), snapshot_time=SNAPSHOT)
+    assert plain.by_bucket is None and plain.by_strike_expiry is None
+    with pytest.raises(ValueError, match="buckets="):
+        plain.surface("AAA", by="bucket")
+    with pytest.raises(ValueError, match="by_expiry=True"):
+        plain.surface("AAA", by="expiry")
+    with pytest.raises(KeyError):
+        exposures(_dated_chain(1), snapshot_time=SNAPSHOT, by_expiry=True).surface("ZZZ", "expiry")
+
+
+# ------------------------------------------------------------------ exposure profiles
+
+
+def test_profile_kind_gex_equals_gex_profile():
+    market = sample_market(4000, seed=6)
+    mine = fastgex.exposure_profile(market, kind="gex", n_levels=9, buckets="default",
+                                    views=("all", "ex_next_expiry"))  # fmt: skip
+    theirs = fastgex.profile(market, n_levels=9, buckets="default",
+                             views=("all", "ex_next_expiry"))  # fmt: skip
+    for column in ("underlying", "bucket"):
+        assert mine.table.column(column).equals(theirs.table.column(column))
+    for column in ("level", "ratio", "total_gex"):
+        expected = theirs.table.column(column).to_numpy()
+        np.testing.assert_allclose(mine.table.column(column).to_numpy(), expected,
+                                   rtol=1e-10, atol=1e-12 * np.abs(expected).max())  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["dex", "vex", "cex", "vega"])
+def test_profile_matches_plain_python_at_moved_spots(kind):
+    table = _chain(13, 40)
+    result = fastgex.exposure_profile(table, kind=kind, n_levels=3,
+                                      level_range=(0.85, 1.15), rate=0.01)  # fmt: skip
+    ratios = [0.85, 1.0, 1.15]
+    rows = table.to_pylist()
+    for row in result.table.to_pylist():
+        spot = SPOTS[row["underlying"]]
+        ratio = ratios[int(np.argmin([abs(row["ratio"] - value) for value in ratios]))]
+        assert row["level"] == pytest.approx(spot * ratio, rel=1e-15)
+        expected = []
+        for item in rows:
+            if item["underlying"] != row["underlying"]:
+                continue
+            is_call = item["option_type"] == "C"
+            level = spot * ratio
+            values = ref.bsm_greeks(level, item["strike"], item["implied_vol"],
+                                    item["time_to_expiry"], 0.01, 0.0, is_call)  # fmt: skip
+            factor = {"dex": values["delta"] * level, "vex": values["vanna"] * 0.01 * level,
+                      "cex": values["charm"] / 365.0 * level,
+                      "vega": values["vega"] * 0.01}[kind]  # fmt: skip
+            expected.append((-1.0 if is_call else 1.0) * item["open_interest"] * 100.0 * factor)
+        assert row[f"total_{kind}"] == pytest.approx(math.fsum(expected), rel=1e-9, abs=1e-6)
+        assert row["contracts"] == len(expected)
+    # At the current spot the profile is the exposure itself.
+    at_spot = result.table.filter(pc.equal(result.table.column("ratio"), 1.0))
+    assert at_spot.column(f"total_{kind}").to_pylist() == pytest.approx(
+        result.exposures.by_underlying.column(f"total_{kind}").to_pylist(), rel=1e-12
+    )
+
+
+def test_profile_black76_moves_forwards_and_errors():
+    table = _chain(14, 30)
+    rng = np.random.default_rng(14)
+    spot = np.array(table.column("spot").to_pylist())
+    table = table.append_column("forward", pa.array(spot * rng.uniform(0.98, 1.02, 30)))
+    result = fastgex.exposure_profile(table, kind="dex", n_levels=2, level_range=(0.9, 1.1),
+                                      rate=0.02)  # fmt: skip
+    for row in result.table.to_pylist():
+        expected = []
+        for item in table.to_pylist():
+            if item["underlying"] != row["underlying"]:
+                continue
+            is_call = item["option_type"] == "C"
+            forward = item["forward"] * row["ratio"]
+            values = ref.black76_greeks(forward, item["strike"], item["implied_vol"],
+                                        item["time_to_expiry"], 0.02, is_call)  # fmt: skip
+            expected.append((-1.0 if is_call else 1.0) * item["open_interest"] * 100.0
+                            * values["delta"] * forward)  # fmt: skip
+        assert row["total_dex"] == pytest.approx(math.fsum(expected), rel=1e-9)
+    levels, totals = result.array("AAA")
+    assert levels.size == 2 and totals.size == 2
+    assert result.surface("AAA")[2].shape == (2, 1)
+    with pytest.raises(fastgex.ChainError, match="spot"):
+        fastgex.exposure_profile(table.drop_columns(["spot"]), kind="dex")
+    with pytest.raises(ValueError, match="sticky_strike"):
+        fastgex.exposure_profile(table, vol_model="sticky_moneyness")
+    with pytest.raises(ValueError, match="level_range"):
+        fastgex.exposure_profile(table, level_range=(1.2, 0.8))
+    with pytest.raises(TypeError, match="by_strike"):
+        fastgex.exposure_profile(table, by_strike=False)
+    with pytest.raises(KeyError):
+        result.array("AAA", bucket="weekly")
+
+
+def test_exposures_cli_units_buckets_and_profile(tmp_path, capsys):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from fastgex.cli import main
+
+    path = tmp_path / "chain.parquet"
+    table = _dated_chain(15).append_column(
+        "snapshot_time", pa.array([SNAPSHOT] * 80, pa.timestamp("us", tz="UTC"))
+    )
+    pq.write_table(table, path)
+    assert main(["exposures", str(path), "--kind", "vex", "--unit",
+                 "units_delta_per_vol_point", "--buckets", "--json"]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    expected = exposures(table, kind="vex", unit="units_delta_per_vol_point", buckets="default")
+    assert summary["unit"] == "units_delta_per_vol_point"
+    for entry in summary["underlyings"]:
+        for row in expected.by_bucket.to_pylist():
+            if row["underlying"] == entry["underlying"]:
+                assert entry["buckets"][row["bucket"]]["total_vex"] == pytest.approx(
+                    row["total_vex"], rel=1e-12
+                )
+    out = tmp_path / "profile.csv"
+    assert main(["exposures", str(path), "--kind", "dex", "--profile", "--levels", "5",
+                 "--json", "--out", str(out)]) == 0  # fmt: skip
+    profiled = json.loads(capsys.readouterr().out)
+    reference = fastgex.exposure_profile(table, kind="dex", n_levels=5)
+    assert profiled["underlyings"][0]["total_dex"]["all"] == pytest.approx(
+        reference.array(profiled["underlyings"][0]["underlying"])[1].tolist(), rel=1e-12
+    )
+    assert "total_dex" in out.read_text().splitlines()[0]
+    assert main(["exposures", str(path), "--kind", "cex", "--buckets"]) == 0
+    assert "weekly" in capsys.readouterr().out
+    assert main(["exposures", str(path), "--kind", "vega", "--unit", "units_delta"]) == 2
+    assert "dollars_per_vol_point" in capsys.readouterr().err

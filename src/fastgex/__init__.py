@@ -13,6 +13,7 @@ reference implementation in :mod:`fastgex.reference`.
 
 from fastgex._chain import read_chain
 from fastgex._errors import ChainError, InvalidRowsError
+from fastgex._exposure_profile import ExposureProfileResult, exposure_profile
 from fastgex._gex import GexResult, gex
 from fastgex._levels import LevelsResult, ProfileResult, levels, profile
 from fastgex.conventions import Convention, DayCount, GammaSource, Unit
@@ -28,6 +29,7 @@ __all__ = [
     "Convention",
     "DayCount",
     "ExposureKind",
+    "ExposureProfileResult",
     "ExposureResult",
     "FlowResult",
     "GammaSource",
@@ -44,6 +46,7 @@ __all__ = [
     "Unit",
     "__version__",
     "classify_regime",
+    "exposure_profile",
     "exposures",
     "flow",
     "gex",

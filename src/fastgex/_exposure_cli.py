@@ -12,9 +12,22 @@ import sys
 from pathlib import Path
 
 from fastgex._chain import FORMATS
-from fastgex.cli import _add_chain_options, _money, _out_path, _spot_arg, _write_table
+from fastgex._gex import _jsonable
+from fastgex.cli import (
+    _add_chain_options,
+    _add_grid_options,
+    _grid_options,
+    _money,
+    _out_path,
+    _spot_arg,
+    _write_table,
+)
 from fastgex.conventions import Convention
-from fastgex.exposures import ExposureKind
+from fastgex.exposures import EXPOSURE_UNIT_FACTORS, ExposureKind
+
+#: Every unit of some exposure kind (``exposures`` checks the kind's own).
+_EXPOSURE_UNITS = list(dict.fromkeys(unit for units in EXPOSURE_UNIT_FACTORS.values()
+                                     for unit in units))  # fmt: skip
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -37,12 +50,30 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def _cmd_exposures(args: argparse.Namespace) -> int:
+    from fastgex import exposure_profile
     from fastgex.exposures import exposures
 
     out_path = _out_path(args.out)
-    result = exposures(Path(args.chain), kind=args.kind, **_options(args))
+    grid = _grid_options(args)
+    unit = {"unit": args.unit}
+    if args.profile:
+        profiled = exposure_profile(Path(args.chain), kind=args.kind, **unit, **grid,
+                                    **_options(args))  # fmt: skip
+        if out_path is not None:
+            _write_table(profiled.table, out_path)
+        if args.json:
+            json.dump(_profile_dict(profiled), sys.stdout, default=str)
+            print()
+        else:
+            _print_profile(profiled, args.top)
+        return 0
+    targets = {"buckets": grid["buckets"], "views": grid["views"]}
+    if targets["buckets"] is None and targets["views"] == ("all",):
+        targets = {}  # plain per-strike tables, as fastgex gex
+    result = exposures(Path(args.chain), kind=args.kind, **unit, **targets, **_options(args))
     if out_path is not None:
-        _write_table(result.by_strike, out_path)
+        table = result.by_strike_bucket if targets else result.by_strike
+        _write_table(table, out_path)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, default=str)
         print()
@@ -50,10 +81,17 @@ def _cmd_exposures(args: argparse.Namespace) -> int:
     kind = result.kind.value
     print(f"{kind.upper()} ({result.unit}, convention {result.convention.value})")
     rows = sorted(result.by_underlying.to_pylist(), key=lambda row: -abs(row[f"total_{kind}"]))
+    per_bucket: dict[str, list[dict]] = {}
+    for row in result.by_bucket.to_pylist() if result.by_bucket is not None else ():
+        per_bucket.setdefault(row["underlying"], []).append(row)
     for row in rows[: args.top]:
-        print(f"  {row['underlying']:<10} total {_money(row[f'total_{kind}']):>14}  "
-              f"calls {_money(row[f'call_{kind}']):>14}  puts {_money(row[f'put_{kind}']):>14}"
+        print(f"  {row['underlying']:<10} total {_value(row[f'total_{kind}'], result.unit):>14}  "
+              f"calls {_value(row[f'call_{kind}'], result.unit):>14}  "
+              f"puts {_value(row[f'put_{kind}'], result.unit):>14}"
               f"  ({row['contracts']} contracts, {row['dropped']} dropped)")  # fmt: skip
+        for part in per_bucket.get(row["underlying"], ()):
+            print(f"    {part['bucket']:<16} {_value(part[f'total_{kind}'], result.unit):>14}"
+                  f"  ({part['contracts']} contracts)")  # fmt: skip
     if result.dropped_count:
         print(f"Dropped {result.dropped_count} rows:")
         for entry in result.dropped.to_pylist()[: args.top]:
@@ -61,6 +99,57 @@ def _cmd_exposures(args: argparse.Namespace) -> int:
     if out_path is not None:
         print(f"\nPer-strike table written to {out_path}")
     return 0
+
+
+def _value(value: float, unit: str) -> str:
+    """An exposure in its unit: $ amounts as $-1.20bn, units of the underlying as 1.20bn."""
+    text = _money(value)
+    return text if unit.startswith("dollars") else text.replace("$", "")
+
+
+def _profile_dict(profiled) -> dict:
+    """JSON-ready exposure profile: per underlying, its levels and one list per bucket."""
+    column = f"total_{profiled.kind.value}"
+    spots = {row["underlying"]: row["spot"]
+             for row in profiled.exposures.by_underlying.to_pylist()}  # fmt: skip
+    underlyings: dict[str, dict] = {}
+    for row in profiled.table.to_pylist():
+        entry = underlyings.setdefault(
+            row["underlying"],
+            {"underlying": row["underlying"], "spot": spots.get(row["underlying"]),
+             "level": [], "ratio": [], column: {}},
+        )  # fmt: skip
+        values = entry[column].setdefault(row["bucket"], [])
+        if len(values) == len(entry["level"]):  # the first bucket adds the levels
+            entry["level"].append(row["level"])
+            entry["ratio"].append(row["ratio"])
+        values.append(row[column])
+    return {
+        "kind": profiled.kind.value,
+        "unit": profiled.unit,
+        "convention": profiled.exposures.convention.value,
+        "underlyings": list(underlyings.values()),
+        "settings": {key: _jsonable(value) for key, value in profiled.settings.items()},
+    }
+
+
+def _print_profile(profiled, top: int) -> None:
+    payload = _profile_dict(profiled)
+    column = f"total_{profiled.kind.value}"
+    print(f"{profiled.kind.value.upper()} profile ({profiled.unit}, convention "
+          f"{payload['convention']}; {payload['settings']['levels']} levels)")  # fmt: skip
+    totals = {row["underlying"]: abs(row[column] or 0.0)
+              for row in profiled.exposures.by_underlying.to_pylist()}  # fmt: skip
+    entries = sorted(payload["underlyings"], key=lambda entry: -totals[entry["underlying"]])
+    for entry in entries[:top]:
+        buckets = list(entry[column])
+        print(f"\n{entry['underlying']}  spot {entry['spot']}")
+        print(f"{'level':>12}{'x spot':>8}" + "".join(f"{bucket:>16}" for bucket in buckets))
+        for position, level in enumerate(entry["level"]):
+            ratio = entry["ratio"][position]
+            values = "".join(f"{_value(entry[column][bucket][position], profiled.unit):>16}"
+                             for bucket in buckets)  # fmt: skip
+            print(f"{level:>12,.2f}{ratio:>8.3f}{values}")
 
 
 def _moves(text: str) -> tuple[float, ...]:
@@ -145,10 +234,27 @@ def add_commands(commands) -> None:
     exposures_cmd = commands.add_parser(
         "exposures", help="dealer delta / gamma / vanna / charm / vega exposure of a chain file"
     )
-    _add_chain_options(exposures_cmd)
+    _add_chain_options(exposures_cmd, gex_unit=False)
+    _add_grid_options(exposures_cmd)
     exposures_cmd.add_argument("--kind", choices=[kind.value for kind in ExposureKind],
                                default="dex", help="which exposure (default dex)")  # fmt: skip
-    exposures_cmd.add_argument("--out", help="write the per-strike table (.parquet or .csv)")
+    exposures_cmd.add_argument(
+        "--unit",
+        choices=_EXPOSURE_UNITS,
+        default=None,
+        help="a unit of the kind (default: dollars_delta, dollars_per_1pct, "
+        "dollars_delta_per_vol_point, dollars_delta_per_day, dollars_per_vol_point)",
+    )
+    exposures_cmd.add_argument(
+        "--profile",
+        action="store_true",
+        help="the exposure at hypothetical spot levels (--levels, --range) instead",
+    )
+    exposures_cmd.add_argument(
+        "--out",
+        help="write the per-strike table (per bucket with --buckets / --exclude; the "
+        "profile with --profile) as .parquet or .csv",
+    )
     exposures_cmd.set_defaults(handler=_cmd_exposures)
 
     hedge_cmd = commands.add_parser(

@@ -146,29 +146,7 @@ class LevelsResult:
             ``matrix[i, j]`` net GEX at ``strikes[i]`` in ``columns[j]``; 0.0 where no
             contract exists.
         """
-        if by == "bucket":
-            table = self.by_strike.filter(pc.equal(self.by_strike.column("underlying"), underlying))
-            column = "bucket"
-        elif by == "expiry":
-            if self.by_strike_expiry is None:
-                raise ValueError("this chain has no expiration dates: no strike x expiry surface")
-            table = self.by_strike_expiry.filter(
-                pc.equal(self.by_strike_expiry.column("underlying"), underlying)
-            )
-            column = "expiry"
-        else:
-            raise ValueError(f"by must be 'bucket' or 'expiry', not {by!r}")
-        if table.num_rows == 0:
-            raise KeyError(f"no underlying {underlying!r} in the result")
-        strikes = np.unique(table.column("strike").to_numpy())
-        labels = table.column(column).to_pylist()
-        columns = list(dict.fromkeys(labels)) if by == "bucket" else sorted(set(labels))
-        matrix = np.zeros((strikes.size, len(columns)))
-        rows = np.searchsorted(strikes, table.column("strike").to_numpy())
-        index = {label: position for position, label in enumerate(columns)}
-        cols = np.array([index[label] for label in labels], dtype=np.int64)
-        np.add.at(matrix, (rows, cols), table.column("net_gex").to_numpy())
-        return strikes, columns, matrix
+        return dense_surface(self.by_strike, self.by_strike_expiry, underlying, by, "net_gex")
 
     def profile_surface(self, underlying: str) -> tuple[np.ndarray, list[str], np.ndarray]:
         """Dense profile of one underlying: levels x buckets.
@@ -223,6 +201,78 @@ class LevelsResult:
             "convention": self.gex.convention.value,
             "settings": {key: _jsonable_deep(value) for key, value in self.settings.items()},
         }
+
+
+def dense_surface(
+    by_strike_bucket: pa.Table | None,
+    by_strike_expiry: pa.Table | None,
+    underlying: str,
+    by: str,
+    value_column: str,
+) -> tuple[np.ndarray, list, np.ndarray]:
+    """Strikes x buckets (or expiries) matrix of ``value_column`` for one underlying.
+
+    Shared by :meth:`LevelsResult.surface` and :meth:`fastgex.ExposureResult.surface`;
+    the tables are the long forms (``bucket`` or ``expiry`` column, ``strike``).
+    """
+    if by == "bucket":
+        if by_strike_bucket is None:
+            raise ValueError("no per-bucket table: pass buckets= or views= for a bucket surface")
+        table = by_strike_bucket.filter(pc.equal(by_strike_bucket.column("underlying"), underlying))
+        column = "bucket"
+    elif by == "expiry":
+        if by_strike_expiry is None:
+            raise ValueError("this chain has no expiration dates: no strike x expiry surface")
+        table = by_strike_expiry.filter(pc.equal(by_strike_expiry.column("underlying"), underlying))
+        column = "expiry"
+    else:
+        raise ValueError(f"by must be 'bucket' or 'expiry', not {by!r}")
+    if table.num_rows == 0:
+        raise KeyError(f"no underlying {underlying!r} in the result")
+    strikes = np.unique(table.column("strike").to_numpy())
+    labels = table.column(column).to_pylist()
+    columns = list(dict.fromkeys(labels)) if by == "bucket" else sorted(set(labels))
+    matrix = np.zeros((strikes.size, len(columns)))
+    rows = np.searchsorted(strikes, table.column("strike").to_numpy())
+    index = {label: position for position, label in enumerate(columns)}
+    cols = np.array([index[label] for label in labels], dtype=np.int64)
+    np.add.at(matrix, (rows, cols), table.column(value_column).to_numpy())
+    return strikes, columns, matrix
+
+
+def strike_expiry_table(
+    prepared: Any,
+    group_sums: np.ndarray,
+    group_counts: np.ndarray,
+    expiry_dates: list[dt.date | None],
+    expiry_bucket: list[str | None],
+) -> pa.Table | None:
+    """Per (underlying, expiry, strike) sums of (underlying, strike, expiry) groups.
+
+    Columns ``underlying, expiry, bucket, strike, call_gex, put_gex, net_gex,
+    contracts``, groups with counted rows only; None when the chain has no dates.
+    """
+    if prepared.group_expiry is None or not expiry_dates:
+        return None
+    keep = np.flatnonzero(group_counts > 0)
+    expiry = prepared.group_expiry[keep]
+    dates = [*expiry_dates, None]
+    buckets = [*expiry_bucket, None]
+    names = [prepared.names[index] for index in prepared.group_underlying[keep]]
+    table = pa.table(
+        {
+            "underlying": pa.array(names, pa.string()),
+            "expiry": pa.array([dates[code] for code in expiry], pa.date32()),
+            "bucket": pa.array([buckets[code] for code in expiry], pa.string()),
+            "strike": prepared.group_strike[keep],
+            "call_gex": group_sums[keep, 0],
+            "put_gex": group_sums[keep, 1],
+            "net_gex": group_sums[keep, 0] + group_sums[keep, 1],
+            "contracts": group_counts[keep],
+        }
+    )
+    return table.sort_by([("underlying", "ascending"), ("expiry", "ascending"),
+                          ("strike", "ascending")])  # fmt: skip
 
 
 def _jsonable_deep(value: Any) -> Any:
@@ -490,29 +540,9 @@ class _Analysis:
         return self.target_sums.strike_table
 
     def strike_expiry_table(self) -> pa.Table | None:
-        prepared = self.engine.prepared
-        if prepared.group_expiry is None or not self.expiry_dates:
-            return None
         acc = self.engine.accumulated
-        keep = np.flatnonzero(acc.group_counts > 0)
-        expiry = prepared.group_expiry[keep]
-        dates = [*self.expiry_dates, None]
-        buckets = [*self.expiry_bucket, None]
-        names = [self.names[index] for index in prepared.group_underlying[keep]]
-        table = pa.table(
-            {
-                "underlying": pa.array(names, pa.string()),
-                "expiry": pa.array([dates[code] for code in expiry], pa.date32()),
-                "bucket": pa.array([buckets[code] for code in expiry], pa.string()),
-                "strike": prepared.group_strike[keep],
-                "call_gex": acc.group_sums[keep, 0],
-                "put_gex": acc.group_sums[keep, 1],
-                "net_gex": acc.group_sums[keep, 0] + acc.group_sums[keep, 1],
-                "contracts": acc.group_counts[keep],
-            }
-        )
-        return table.sort_by([("underlying", "ascending"), ("expiry", "ascending"),
-                              ("strike", "ascending")])  # fmt: skip
+        return strike_expiry_table(self.engine.prepared, acc.group_sums, acc.group_counts,
+                                   self.expiry_dates, self.expiry_bucket)  # fmt: skip
 
     # ------------------------------------------------------------------ levels
     def levels_result(self, *, walls_relative_to_spot, oi_cluster_count, skew_z, thresholds):

@@ -455,8 +455,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ the parser
 
 
-def _add_chain_options(command: argparse.ArgumentParser) -> None:
-    """CHAIN and the options that map onto :func:`fastgex.gex` (gex, levels, profile)."""
+def _add_chain_options(command: argparse.ArgumentParser, gex_unit: bool = True) -> None:
+    """CHAIN and the options that map onto :func:`fastgex.gex` (gex, levels, profile).
+
+    ``gex_unit=False`` leaves ``--unit`` out (commands whose units are not GEX's).
+    """
     command.add_argument("chain", help="Parquet, Arrow IPC, CSV or CBOE quote file")
     command.add_argument("--format", choices=FORMATS, default="auto")
     command.add_argument(
@@ -472,9 +475,10 @@ def _add_chain_options(command: argparse.ArgumentParser) -> None:
         choices=[c.value for c in Convention],
         default=Convention.SHORT_CALLS_LONG_PUTS.value,
     )
-    command.add_argument(
-        "--unit", choices=[u.value for u in Unit], default=Unit.DOLLARS_PER_1PCT.value
-    )
+    if gex_unit:
+        command.add_argument(
+            "--unit", choices=[u.value for u in Unit], default=Unit.DOLLARS_PER_1PCT.value
+        )
     command.add_argument(
         "--gamma-source", choices=[g.value for g in GammaSource], default=GammaSource.MODEL.value
     )

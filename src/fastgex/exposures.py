@@ -18,6 +18,7 @@ and in input order, so they do not depend on the thread count.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import math
@@ -31,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fastgex import _exposure_kernels, _greeks_kernel, _group_kernels
+from fastgex import _exposure_kernels, _greeks_kernel
 from fastgex._chain import read_chain
 from fastgex._errors import ChainError, InvalidRowsError
 from fastgex._gex import (
@@ -39,6 +40,8 @@ from fastgex._gex import (
     BY_UNDERLYING_SCHEMA,
     DEFAULT_MIN_TIME_TO_EXPIRY,
     DROPPED_SCHEMA,
+    _add_targets,
+    _assign_groups,
     _column_numpy,
     _jsonable,
     _prepare,
@@ -49,10 +52,20 @@ from fastgex._gex import (
 )
 from fastgex._greeks_formulas import GREEK_ORDER
 from fastgex._kernel_common import REASONS, STATUS
+from fastgex._levels import strike_expiry_table
+from fastgex._targets import resolve_targets, target_sums
 from fastgex._timing import parse_settlement
-from fastgex.conventions import Convention, DayCount, GammaSource, parse_convention
+from fastgex.conventions import Convention, DayCount, GammaSource, Unit, parse_convention
 
-__all__ = ["ExposureKind", "ExposureResult", "HedgeFlowResult", "exposures", "hedge_flow"]
+__all__ = [
+    "EXPOSURE_UNITS",
+    "EXPOSURE_UNIT_FACTORS",
+    "ExposureKind",
+    "ExposureResult",
+    "HedgeFlowResult",
+    "exposures",
+    "hedge_flow",
+]
 
 DAYS_PER_YEAR = 365.0
 VOL_POINT = 0.01
@@ -68,13 +81,25 @@ class ExposureKind(str, enum.Enum):
     VEGA = "vega"
 
 
-#: Unit of each kind, as stated in results.
+#: Units of each kind: unit name -> (power of the price ``P``, constant factor), so that
+#: a row's exposure is ``sign * OI * m * greek * factor * P**power``. The first unit of
+#: each kind is its default; ``units_*`` are units of the underlying (shares, or coins).
+EXPOSURE_UNIT_FACTORS: dict[ExposureKind, dict[str, tuple[int, float]]] = {
+    ExposureKind.DEX: {"dollars_delta": (1, 1.0), "units_delta": (0, 1.0)},
+    ExposureKind.GEX: {unit.value: (unit.price_power, unit.scale) for unit in Unit},
+    ExposureKind.VEX: {
+        "dollars_delta_per_vol_point": (1, VOL_POINT),
+        "units_delta_per_vol_point": (0, VOL_POINT),
+    },
+    ExposureKind.CEX: {
+        "dollars_delta_per_day": (1, 1.0 / DAYS_PER_YEAR),
+        "units_delta_per_day": (0, 1.0 / DAYS_PER_YEAR),
+    },
+    ExposureKind.VEGA: {"dollars_per_vol_point": (0, VOL_POINT)},
+}
+#: Default unit of each kind, as stated in results.
 EXPOSURE_UNITS: dict[ExposureKind, str] = {
-    ExposureKind.DEX: "dollars_delta",
-    ExposureKind.GEX: "dollars_per_1pct",
-    ExposureKind.VEX: "dollars_delta_per_vol_point",
-    ExposureKind.CEX: "dollars_delta_per_day",
-    ExposureKind.VEGA: "dollars_per_vol_point",
+    kind: next(iter(units)) for kind, units in EXPOSURE_UNIT_FACTORS.items()
 }
 
 
@@ -85,6 +110,20 @@ def _parse_kind(kind: str | ExposureKind) -> ExposureKind:
         raise ValueError(
             f"unknown exposure kind {kind!r}: use {', '.join(k.value for k in ExposureKind)}"
         ) from None
+
+
+def _parse_unit(kind: ExposureKind, unit: str | Unit | None) -> tuple[str, int, float]:
+    """``(unit name, price power, factor)`` of ``unit`` for ``kind`` (None: the default)."""
+    allowed = EXPOSURE_UNIT_FACTORS[kind]
+    name = EXPOSURE_UNITS[kind] if unit is None else str(getattr(unit, "value", unit))
+    name = name.strip().lower().replace("-", "_")
+    if name not in allowed:
+        raise ValueError(
+            f"unit {unit!r} is not a unit of {kind.value} exposure: choose one of "
+            f"{', '.join(allowed)}"
+        )
+    power, factor = allowed[name]
+    return name, power, factor
 
 
 def _renamed(schema: pa.Schema, kind: str) -> pa.Schema:
@@ -101,7 +140,7 @@ class ExposureResult:
     kind : ExposureKind
         Which exposure; column names carry it (``total_dex``, ``call_dex``, ...).
     unit : str
-        The exposure's unit (``EXPOSURE_UNITS``).
+        The exposure's unit (one of ``EXPOSURE_UNIT_FACTORS[kind]``).
     by_underlying : pyarrow.Table
         ``underlying``, ``spot``, ``total_<kind>``, ``call_<kind>``, ``put_<kind>``,
         ``contracts`` (rows counted), ``dropped`` (rows not counted), sorted by name.
@@ -116,6 +155,17 @@ class ExposureResult:
         Dealer sign convention (rows of a ``dealer_position`` column carry their own).
     settings : dict
         The other choices, for provenance.
+    by_bucket : pyarrow.Table or None
+        With ``buckets=`` / ``views=``: per (underlying, bucket) present, views first:
+        ``total_<kind>``, ``call_<kind>``, ``put_<kind>``, ``contracts``.
+    by_strike_bucket : pyarrow.Table or None
+        With ``buckets=`` / ``views=``: per (underlying, bucket, strike):
+        ``call_<kind>``, ``put_<kind>``, ``net_<kind>``, ``cumulative_net_<kind>``,
+        ``call_open_interest``, ``put_open_interest``, ``contracts``.
+    by_strike_expiry : pyarrow.Table or None
+        With ``by_expiry=True`` (or buckets / views) on a dated chain: per (underlying,
+        expiry, strike) with the expiry's bucket, ``call_<kind>``, ``put_<kind>``,
+        ``net_<kind>``, ``contracts`` (the strike x expiry surface in long form).
     """
 
     kind: ExposureKind
@@ -126,6 +176,9 @@ class ExposureResult:
     dropped: pa.Table
     convention: Convention
     settings: dict[str, Any] = field(default_factory=dict)
+    by_bucket: pa.Table | None = None
+    by_strike_bucket: pa.Table | None = None
+    by_strike_expiry: pa.Table | None = None
 
     def total(self, underlying: str | None = None) -> float:
         """Total exposure of one underlying, or of every underlying when ``None``."""
@@ -142,15 +195,57 @@ class ExposureResult:
         """Number of input rows that were not counted."""
         return int(pc.sum(self.dropped.column("count")).as_py() or 0)
 
+    def surface(self, underlying: str, by: str = "bucket") -> tuple[np.ndarray, list, np.ndarray]:
+        """Dense net-exposure surface of one underlying: strikes x buckets (or expiries).
+
+        As :meth:`fastgex.LevelsResult.surface`, for this result's kind and unit.
+
+        Parameters
+        ----------
+        underlying : str
+            The underlying's name.
+        by : {"bucket", "expiry"}
+            Columns are the views and buckets (needs ``buckets=`` or ``views=``) or the
+            expiry dates (needs ``by_expiry=True``, or buckets / views, and dates).
+
+        Returns
+        -------
+        strikes : numpy.ndarray
+            Ascending strikes (rows).
+        columns : list
+            Bucket names or expiry dates (columns).
+        matrix : numpy.ndarray
+            ``matrix[i, j]`` net exposure at ``strikes[i]`` in ``columns[j]``; 0.0
+            where no contract exists.
+        """
+        from fastgex._levels import dense_surface
+
+        if by == "expiry" and self.by_strike_expiry is None:
+            raise ValueError(
+                "no strike x expiry table: pass by_expiry=True (the chain needs expiration dates)"
+            )
+        return dense_surface(self.by_strike_bucket, self.by_strike_expiry, underlying, by,
+                             f"net_{self.kind.value}")  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (per underlying, with drop reasons)."""
+        """JSON-ready summary (per underlying, with drop reasons and, if any, buckets)."""
         dropped_rows = self.dropped.to_pylist()
+        suffix = self.kind.value
+        per_bucket: dict[str, dict[str, Any]] = {}
+        for row in self.by_bucket.to_pylist() if self.by_bucket is not None else ():
+            per_bucket.setdefault(row["underlying"], {})[row["bucket"]] = {
+                key: _jsonable(row[key])
+                for key in (f"total_{suffix}", f"call_{suffix}", f"put_{suffix}", "contracts")
+            }
         underlyings = []
         for row in self.by_underlying.to_pylist():
             reasons = {entry["reason"]: entry["count"] for entry in dropped_rows
                        if entry["underlying"] == row["underlying"]}  # fmt: skip
             clean = {key: _jsonable(value) for key, value in row.items()}
-            underlyings.append({**clean, "dropped_reasons": reasons})
+            entry = {**clean, "dropped_reasons": reasons}
+            if self.by_bucket is not None:
+                entry["buckets"] = per_bucket.get(row["underlying"], {})
+            underlyings.append(entry)
         return {
             "kind": self.kind.value,
             "unit": self.unit,
@@ -250,12 +345,11 @@ def _row_status(prepared: _Prepared, greek_status: np.ndarray, multiplier: np.nd
     return status, quantity
 
 
-def _contracts(
+def _prepare_chain(
     chain: Any,
     *,
     spot: Any,
     snapshot_time: Any,
-    convention: Convention,
     rate: Any,
     dividend_yield: Any,
     day_count: str | DayCount,
@@ -264,8 +358,8 @@ def _contracts(
     min_time_to_expiry: float,
     columns: Mapping[str, str] | None,
     format: str,
-    wanted: Sequence[str] = ("delta",),
-) -> _Contracts:
+) -> tuple[_Prepared, dict[str, Any]]:
+    """The chain read and prepared for model greeks, and the settings for provenance."""
     if not (min_time_to_expiry > 0 and math.isfinite(min_time_to_expiry)):
         raise ValueError("min_time_to_expiry must be a positive number of years")
     table = read_chain(chain, format=format, columns=columns)
@@ -283,6 +377,42 @@ def _contracts(
         settlement=settlement_time,
         zone=ZoneInfo(settlement_tz),
     )
+    settings = {
+        "rate": rate if not isinstance(rate, Mapping) else dict(rate),
+        "dividend_yield": dividend_yield
+        if not isinstance(dividend_yield, Mapping)
+        else dict(dividend_yield),
+        "settlement": settlement_time,
+        "settlement_tz": settlement_tz,
+        "min_time_to_expiry": min_time_to_expiry,
+        "snapshot_time": prepared.snapshot,
+        "dealer_position": prepared.config.dealer_position,
+        "model": "black76" if prepared.config.black76 else "bsm",
+    }
+    return prepared, settings
+
+
+def _contracts(
+    chain: Any,
+    *,
+    spot: Any,
+    snapshot_time: Any,
+    convention: Convention,
+    rate: Any,
+    dividend_yield: Any,
+    day_count: str | DayCount,
+    settlement: str | dt.time,
+    settlement_tz: str,
+    min_time_to_expiry: float,
+    columns: Mapping[str, str] | None,
+    format: str,
+    wanted: Sequence[str] = ("delta",),
+) -> _Contracts:
+    prepared, settings = _prepare_chain(
+        chain, spot=spot, snapshot_time=snapshot_time, rate=rate, dividend_yield=dividend_yield,
+        day_count=day_count, settlement=settlement, settlement_tz=settlement_tz,
+        min_time_to_expiry=min_time_to_expiry, columns=columns, format=format,
+    )  # fmt: skip
     config = prepared.config
     uid = prepared.uid_values.astype(np.int32, copy=False)
     greeks, greek_status = _model_greeks(prepared, min_time_to_expiry, wanted)
@@ -297,42 +427,8 @@ def _contracts(
     with np.errstate(invalid="ignore", over="ignore"):
         shares = np.where(is_call, call_sign, put_sign) * quantity * multiplier
     shares[status != 0] = 0.0
-    settings = {
-        "rate": rate if not isinstance(rate, Mapping) else dict(rate),
-        "dividend_yield": dividend_yield
-        if not isinstance(dividend_yield, Mapping)
-        else dict(dividend_yield),
-        "settlement": settlement_time,
-        "settlement_tz": settlement_tz,
-        "min_time_to_expiry": min_time_to_expiry,
-        "snapshot_time": prepared.snapshot,
-        "dealer_position": config.dealer_position,
-        "model": "black76" if config.black76 else "bsm",
-    }
     return _Contracts(prepared, uid, is_call, price, shares, status, greeks,
                       min_time_to_expiry, settings)  # fmt: skip
-
-
-def _values(contracts: _Contracts, kind: ExposureKind) -> np.ndarray:
-    """Per-row exposure; a valid row whose value is not finite is marked non_finite_result."""
-    greeks = contracts.greeks
-    price = contracts.price
-    with np.errstate(invalid="ignore", over="ignore"):
-        if kind is ExposureKind.DEX:
-            factor = greeks["delta"] * price
-        elif kind is ExposureKind.GEX:
-            factor = greeks["gamma"] * price * price * 0.01
-        elif kind is ExposureKind.VEX:
-            factor = greeks["vanna"] * VOL_POINT * price
-        elif kind is ExposureKind.CEX:
-            factor = greeks["charm"] / DAYS_PER_YEAR * price
-        else:
-            factor = greeks["vega"] * VOL_POINT
-        values = contracts.shares * factor
-    bad = (contracts.status == 0) & ~np.isfinite(values)
-    contracts.status[bad] = STATUS["non_finite_result"]
-    values[contracts.status != 0] = np.nan
-    return values
 
 
 def _dropped_table(names, uid, status) -> pa.Table:
@@ -341,47 +437,155 @@ def _dropped_table(names, uid, status) -> pa.Table:
     n_codes = len(REASONS) + 1
     counts = np.bincount(uid.astype(np.int64) * n_codes + status.astype(np.int64),
                          minlength=len(names) * n_codes).reshape(len(names), n_codes)  # fmt: skip
-    counts[:, 0] = 0
-    rows: dict[str, list] = {"underlying": [], "reason": [], "count": []}
-    for index, code in zip(*np.nonzero(counts), strict=True):
-        rows["underlying"].append(names[index])
-        rows["reason"].append(REASONS[code - 1])
-        rows["count"].append(int(counts[index, code]))
-    return pa.table(rows, schema=DROPPED_SCHEMA)
+    return _dropped_from_counts(names, counts)
 
 
-def _sums(contracts: _Contracts, values: np.ndarray, by_strike: bool):
-    """Per-underlying (and per-group) call/put sums of the valid rows."""
-    prepared = contracts.prepared
-    n_underlyings = len(prepared.names)
-    group_id = np.empty(0, dtype=np.int32)
-    groups = None
-    if by_strike:
-        strike = _column_numpy(prepared.work, "strike", np.float64, np.nan)
-        group_id, group_underlying, strike_bits, _ = _group_kernels.group_ids(
-            contracts.uid, strike.view(np.uint64), np.empty(0, np.int32), max(1, n_underlyings)
+def _dropped_from_counts(names, counts: np.ndarray) -> pa.Table:
+    """Drop table from rows per (underlying, reason code); column 0 (counted) is ignored."""
+    dropped = counts[:, 1:]
+    if not dropped.any():
+        return DROPPED_SCHEMA.empty_table()
+    index, code = np.nonzero(dropped)
+    return pa.table(
+        {
+            "underlying": [names[position] for position in index],
+            "reason": [REASONS[position] for position in code],
+            "count": dropped[index, code],
+        },
+        schema=DROPPED_SCHEMA,
+    )
+
+
+@dataclass
+class _RowInputs:
+    """Per-row arrays of a prepared chain that every exposure pass reads (input order)."""
+
+    uid: np.ndarray  # int32
+    code: np.ndarray  # uint8 option code
+    quantity: np.ndarray
+    multiplier: np.ndarray  # per row, or per underlying
+    forward: np.ndarray | None  # Black-76 rows' forwards, else None
+
+    @classmethod
+    def of(cls, prepared: _Prepared) -> _RowInputs:
+        work = prepared.work
+        config = prepared.config
+        return cls(
+            uid=_readonly(prepared.uid_values.astype(np.int32, copy=False)),
+            code=_readonly(_column_numpy(work, "code", np.uint8, 254)),
+            quantity=_readonly(_column_numpy(work, "quantity", np.float64, np.nan)),
+            multiplier=_readonly(
+                _column_numpy(work, "multiplier", np.float64, np.nan)
+                if config.row_multiplier
+                else prepared.multiplier
+            ),
+            forward=_column_numpy(work, "forward", np.float64, np.nan) if config.black76 else None,
         )
-        groups = SimpleNamespace(
-            names=prepared.names,
-            group_underlying=group_underlying,
-            group_strike=strike_bits.view(np.float64),
-        )
-    n_groups = 0 if groups is None else len(groups.group_underlying)
-    sums, group_sums, group_counts = _exposure_kernels.side_sums(
-        np.nan_to_num(values, nan=0.0), contracts.is_call, contracts.valid, contracts.uid,
-        group_id, n_underlyings, n_groups,
-    )  # fmt: skip
+
+
+@dataclass
+class _Pass:
+    """One exposure pass: per-row values and reasons, per-underlying and group sums."""
+
+    values: np.ndarray
+    status: np.ndarray
+    sums: np.ndarray  # (underlyings, 2): calls, puts
+    group_sums: np.ndarray  # (groups, 2)
+    group_quantity: np.ndarray  # (groups, 2)
+    group_counts: np.ndarray
+    reason_counts: np.ndarray  # (underlyings, reason codes); column 0: counted rows
+
+
+def _moved(prepared: _Prepared, rows: _RowInputs, ratio: np.ndarray) -> _Prepared:
+    """``prepared`` with each underlying's spot (and its rows' forwards) times ``ratio``."""
+    work = prepared.work
+    if rows.forward is not None:
+        moved_forward = pa.chunked_array([rows.forward * ratio[rows.uid]])
+        work = work.set_column(work.column_names.index("forward"), "forward", moved_forward)
+    return dataclasses.replace(prepared, spot=prepared.spot * ratio, work=work)
+
+
+def _exposure_pass(
+    prepared: _Prepared,
+    rows: _RowInputs,
+    *,
+    kind: ExposureKind,
+    price_power: int,
+    factor: float,
+    signs: tuple[float, float],
+    min_time: float,
+    group_id: np.ndarray,
+    n_groups: int,
+    ratio: np.ndarray | None = None,
+) -> _Pass:
+    """Greeks (only the kind's) and exposures of every row, at spot x ``ratio`` if given."""
+    at = prepared if ratio is None else _moved(prepared, rows, ratio)
+    greek_name = _KIND_GREEK[kind.value]
+    greeks, greek_status = _model_greeks(at, min_time, (greek_name,))
+    if rows.forward is not None:
+        price = _column_numpy(at.work, "forward", np.float64, np.nan)
+    else:
+        price = at.spot
+    call_sign, put_sign = signs
     with np.errstate(invalid="ignore", over="ignore"):
-        if not (np.isfinite(sums).all() and np.isfinite(group_sums).all()):
-            raise ChainError("an exposure total overflows float64: check open_interest / "
-                             "multiplier / spot magnitudes")  # fmt: skip
-    return sums, groups, SimpleNamespace(group_sums=group_sums, group_counts=group_counts)
+        outputs = _exposure_kernels.exposure_rows(
+            _readonly(greeks[greek_name]),
+            _readonly(greek_status),
+            rows.quantity,
+            rows.multiplier,
+            rows.code,
+            rows.uid,
+            _readonly(np.ascontiguousarray(price, dtype=np.float64)),
+            prepared.config.dealer_position,
+            call_sign,
+            put_sign,
+            factor,
+            price_power,
+            _readonly(group_id),
+            len(prepared.names),
+            n_groups,
+            len(REASONS) + 1,
+        )
+    return _Pass(*outputs)
+
+
+def _check_sums(done: _Pass) -> None:
+    # all() over whole arrays: every row is finite, but a sum may still overflow.
+    if not (np.isfinite(done.sums).all() and np.isfinite(done.group_sums).all()):
+        raise ChainError("an exposure total overflows float64: check open_interest / "
+                         "multiplier / spot magnitudes")  # fmt: skip
+
+
+def _by_underlying(prepared: _Prepared, done: _Pass, order: list[int], suffix: str) -> pa.Table:
+    ids = np.asarray(order, dtype=np.int64)
+    counts = done.reason_counts[ids]
+    calls, puts = done.sums[ids, 0], done.sums[ids, 1]
+    schema = _renamed(BY_UNDERLYING_SCHEMA, suffix)
+    return pa.table(
+        [
+            pa.array([prepared.names[index] for index in order], pa.string()),
+            pa.array(prepared.spot[ids], pa.float64(), from_pandas=True),
+            pa.array(calls + puts, pa.float64()),
+            pa.array(calls, pa.float64()),
+            pa.array(puts, pa.float64()),
+            pa.array(counts[:, 0], pa.int64()),
+            pa.array(counts[:, 1:].sum(axis=1), pa.int64()),
+        ],
+        schema=schema,
+    )
+
+
+def _rename_table(table: pa.Table | None, suffix: str) -> pa.Table | None:
+    if table is None:
+        return None
+    return table.rename_columns([name.replace("_gex", f"_{suffix}") for name in table.column_names])
 
 
 def exposures(
     chain: Any,
     *,
     kind: str | ExposureKind = ExposureKind.DEX,
+    unit: str | Unit | None = None,
     spot: float | Mapping[str, float] | Any | None = None,
     snapshot_time: Any | None = None,
     convention: str | Convention = Convention.SHORT_CALLS_LONG_PUTS,
@@ -393,11 +597,14 @@ def exposures(
     min_time_to_expiry: float = DEFAULT_MIN_TIME_TO_EXPIRY,
     per_contract: bool = False,
     by_strike: bool = True,
+    by_expiry: bool = False,
+    buckets: Any = None,
+    views: Sequence[str] | None = None,
     on_invalid: str = "drop",
     columns: Mapping[str, str] | None = None,
     format: str = "auto",
 ) -> ExposureResult:
-    """Signed dealer exposure (DEX, GEX, VEX, CEX or vega) per underlying and strike.
+    """Signed dealer exposure (DEX, GEX, VEX, CEX or vega) per underlying, strike and bucket.
 
     Parameters
     ----------
@@ -406,88 +613,144 @@ def exposures(
         (model greeks from ``implied_vol``; a ``gamma`` column is ignored).
     kind : {"dex", "gex", "vex", "cex", "vega"} or ExposureKind
         Which exposure (definitions and units in :doc:`/exposures`).
+    unit : str, optional
+        The kind's unit (``EXPOSURE_UNIT_FACTORS[kind]``): ``dex``: ``dollars_delta``
+        (default) or ``units_delta``; ``gex``: any :class:`fastgex.Unit`; ``vex``:
+        ``dollars_delta_per_vol_point`` (default) or ``units_delta_per_vol_point``;
+        ``cex``: ``dollars_delta_per_day`` (default) or ``units_delta_per_day``;
+        ``vega``: ``dollars_per_vol_point``.
     spot, snapshot_time, convention, rate, dividend_yield, day_count, settlement, settlement_tz
         As for :func:`fastgex.gex`.
     min_time_to_expiry : float
         Floor in years on the time used in the greeks (default one minute).
     per_contract, by_strike, on_invalid, columns, format
         As for :func:`fastgex.gex`.
+    by_expiry : bool
+        Also the per-(underlying, expiry, strike) table ``by_strike_expiry`` (the
+        strike x expiry surface in long form). Needs ``expiration`` dates.
+    buckets : None, "default", sequence of day edges, mapping or callable
+        Also sum per expiry bucket, as :func:`fastgex.gex` (``by_bucket``,
+        ``by_strike_bucket``; with dates, ``by_strike_expiry`` too).
+    views : sequence of str, optional
+        Views to add to the buckets (``all``, ``ex_next_expiry``, ``ex_next_monthly``);
+        default with ``buckets``: ``("all",)``.
 
     Returns
     -------
     ExposureResult
-        Totals per underlying, the per-strike table and drop counts.
+        Totals per underlying, the per-strike table, drop counts; per bucket and view
+        and per expiry when asked.
 
     Raises
     ------
     fastgex.ChainError
-        A required column is missing or has the wrong type, a spot is missing, or a
-        total overflows.
+        A required column is missing or has the wrong type, a spot is missing, a total
+        overflows, or buckets / views / ``by_expiry`` on a chain without dates.
     fastgex.InvalidRowsError
         With ``on_invalid="raise"``, when any row is invalid.
+    ValueError
+        An unknown kind, a unit the kind does not have, or an unknown view.
     """
     kind = _parse_kind(kind)
+    unit_name, price_power, factor = _parse_unit(kind, unit)
     if on_invalid not in ("drop", "raise"):
         raise ValueError(f"on_invalid must be 'drop' or 'raise', not {on_invalid!r}")
+    if isinstance(views, str):
+        views = (views,)
+    with_targets = buckets is not None or views is not None
+    views = (("all",) if views is None else tuple(views)) if with_targets else ()
     convention = parse_convention(convention)
-    contracts = _contracts(
-        chain, spot=spot, snapshot_time=snapshot_time, convention=convention, rate=rate,
+    prepared, settings = _prepare_chain(
+        chain, spot=spot, snapshot_time=snapshot_time, rate=rate,
         dividend_yield=dividend_yield, day_count=day_count, settlement=settlement,
         settlement_tz=settlement_tz, min_time_to_expiry=min_time_to_expiry, columns=columns,
-        format=format, wanted=(_KIND_GREEK[kind.value],),
+        format=format,
     )  # fmt: skip
-    values = _values(contracts, kind)
-    sums, groups, accumulated = _sums(contracts, values, by_strike)
-    prepared = contracts.prepared
+    work = prepared.work
+    targets = resolve_targets(prepared, work, buckets, views) if with_targets else None
+    if by_expiry and prepared.expiry_instants is None:
+        raise ChainError("by_expiry needs an 'expiration' column (dates), not only time_to_expiry")
+    # Groups per (underlying, strike), or per (underlying, strike, expiry) for buckets,
+    # views and the expiry table (each a reduction of the same group sums).
+    per_expiry = with_targets or by_expiry
+    group_id = np.empty(0, dtype=np.int32)
+    if by_strike or per_expiry:
+        group_id = _assign_groups(prepared, work, per_expiry).chunk(0).to_numpy()
+    rows = _RowInputs.of(prepared)
+    done = _exposure_pass(
+        prepared, rows, kind=kind, price_power=price_power, factor=factor,
+        signs=(1.0, 1.0) if prepared.config.dealer_position else convention.signs,
+        min_time=min_time_to_expiry, group_id=group_id,
+        n_groups=prepared.n_groups if group_id.size else 0,
+    )  # fmt: skip
+    _check_sums(done)
     names = prepared.names
-    rows = np.bincount(contracts.uid, minlength=len(names))
-    dropped_per = np.bincount(contracts.uid, weights=contracts.status != 0, minlength=len(names))
-    real = reported_underlyings(names, rows)
+    order = reported_underlyings(names, done.reason_counts.sum(axis=1))
     suffix = kind.value
-    by_underlying = pa.table(
-        {
-            "underlying": pa.array([names[i] for i in real], pa.string()),
-            "spot": pa.array([prepared.spot[i] for i in real], pa.float64(), from_pandas=True),
-            "total": pa.array([sums[i, 0] + sums[i, 1] for i in real], pa.float64()),
-            "call": pa.array([sums[i, 0] for i in real], pa.float64()),
-            "put": pa.array([sums[i, 1] for i in real], pa.float64()),
-            "contracts": pa.array([int(rows[i] - dropped_per[i]) for i in real], pa.int64()),
-            "dropped": pa.array([int(dropped_per[i]) for i in real], pa.int64()),
-        }
-    )
-    by_underlying = by_underlying.rename_columns(_renamed(BY_UNDERLYING_SCHEMA, suffix).names).cast(
-        _renamed(BY_UNDERLYING_SCHEMA, suffix)
-    )
+    groups = SimpleNamespace(group_sums=done.group_sums, group_quantity=done.group_quantity,
+                             group_counts=done.group_counts, work=work)  # fmt: skip
     strike_table = None
-    if by_strike:
-        strike_table = _strike_table(groups, accumulated)
-        strike_table = strike_table.rename_columns(_renamed(BY_STRIKE_SCHEMA, suffix).names)
-    dropped = _dropped_table(names, contracts.uid, contracts.status)
+    if by_strike and not per_expiry:
+        strike_table = _rename_table(_strike_table(prepared, groups), suffix)
     contract_table = None
     if per_contract:
         source = prepared.source
         columns_out = {name: source.column(name)
                        for name in ("underlying", "expiration", "strike", "option_type")
                        if name in source.column_names}  # fmt: skip
-        columns_out[suffix] = pa.array(values)
+        columns_out[suffix] = pa.array(done.values)
         reason_names = pa.array([None, *REASONS], pa.string())
-        columns_out["drop_reason"] = pc.take(reason_names, pa.array(contracts.status, pa.int64()))
+        columns_out["drop_reason"] = pc.take(reason_names, pa.array(done.status, pa.int64()))
         contract_table = pa.table(columns_out)
     result = ExposureResult(
         kind=kind,
-        unit=EXPOSURE_UNITS[kind],
-        by_underlying=by_underlying,
+        unit=unit_name,
+        by_underlying=_by_underlying(prepared, done, order, suffix),
         by_strike=strike_table,
         per_contract=contract_table,
-        dropped=dropped,
+        dropped=_dropped_from_counts(names, done.reason_counts),
         convention=convention,
-        settings={**contracts.settings, "on_invalid": on_invalid},
+        settings={**settings, "on_invalid": on_invalid, "unit": unit_name},
     )
+    if per_expiry:
+        result = _per_expiry_tables(result, prepared, groups, order, targets, buckets, views,
+                                    by_strike, by_expiry)  # fmt: skip
     if on_invalid == "raise" and result.dropped_count:
         summary = ", ".join(f"{row['underlying']}/{row['reason']}: {row['count']}"
-                            for row in dropped.to_pylist()[:10])  # fmt: skip
-        raise InvalidRowsError(f"{result.dropped_count} invalid rows ({summary})", dropped)
+                            for row in result.dropped.to_pylist()[:10])  # fmt: skip
+        raise InvalidRowsError(f"{result.dropped_count} invalid rows ({summary})", result.dropped)
     return result
+
+
+def _per_expiry_tables(
+    result, prepared, groups, order, targets, buckets, views, by_strike, by_expiry
+) -> ExposureResult:
+    """Bucket, per-(bucket, strike), per-strike and per-expiry tables from expiry groups.
+
+    The bucket tables are :func:`fastgex.gex`'s (its ``_add_targets`` on these group
+    sums), with ``gex`` in the column names replaced by the kind.
+    """
+    suffix = result.kind.value
+    expiry_targets = targets or resolve_targets(prepared, prepared.work, None, ("all",))
+    if targets is not None:
+        result = _add_targets(result, prepared, groups, order, targets, buckets, views, by_strike)
+        result = dataclasses.replace(
+            result,
+            by_strike=_rename_table(result.by_strike, suffix),
+            by_bucket=_rename_table(result.by_bucket, suffix),
+            by_strike_bucket=_rename_table(result.by_strike_bucket, suffix),
+        )
+    elif by_strike:  # the per-strike table is the sum over every expiry group
+        every_group = np.ones(prepared.n_groups, dtype=np.uint64)
+        sums = target_sums(prepared, groups, expiry_targets, order, every_group)
+        table = sums.strike_table.select(BY_STRIKE_SCHEMA.names).cast(BY_STRIKE_SCHEMA)
+        result = dataclasses.replace(result, by_strike=_rename_table(table, suffix))
+    expiry_table = None
+    if prepared.expiry_instants is not None:
+        expiry_table = strike_expiry_table(prepared, groups.group_sums, groups.group_counts,
+                                           expiry_targets.expiry_dates,
+                                           expiry_targets.expiry_bucket)  # fmt: skip
+    return dataclasses.replace(result, by_strike_expiry=_rename_table(expiry_table, suffix))
 
 
 HEDGE_FLOW_SCHEMA = pa.schema(
