@@ -47,7 +47,7 @@ class ExposureProfileResult:
     kind : ExposureKind
         Which exposure.
     unit : str
-        Its unit (as :attr:`fastgex.ExposureResult.unit`), with the price ``P`` taken
+        Its unit (as in :class:`fastgex.ExposureResult`), with the price ``P`` taken
         at each level.
     table : pyarrow.Table
         Long form, by underlying (name), then bucket (views first), then level:
