@@ -4,7 +4,8 @@ The baseline is what a careful numpy user writes: delta (scipy's ``ndtr``) and t
 exposure per row with whole-array temporaries, then ``np.bincount`` per underlying
 (uncompensated), with the times to expiry handed to it. Ours: :func:`fastgex.exposures`
 from the Arrow table (validation, times from expirations, the fused greeks kernel,
-compensated per-underlying and per-strike sums). No speed target is asserted yet.
+compensated per-underlying and per-strike sums). The exposure profile is compared with
+the same numpy code run once per spot level. No speed target is asserted yet.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from scipy.special import ndtr
 
 from conftest import best_of, record
-from fastgex import exposures, greeks, hedge_flow
+from fastgex import exposure_profile, exposures, greeks, hedge_flow
 from fastgex.sample import sample_market
 
 ROWS = 1_500_000
@@ -105,3 +106,40 @@ def test_hedge_flow_vs_numpy(benchmark):
     for row in result.flows.to_pylist():
         expected = flows[MOVES.index(row["move"])][index[row["underlying"]]]
         assert abs(row["hedge_flow"] - expected) <= 1e-7 * abs(expected) + 1e-2
+
+
+PROFILE_ROWS = 300_000
+PROFILE_LEVELS = 20
+
+
+def test_exposure_profile_vs_numpy(benchmark):
+    """DEX at 20 spot levels: per level, delta at the moved spot and a per-underlying sum."""
+    market = sample_market(PROFILE_ROWS, seed=2)
+    names, columns = _columns(market)
+    years = _years(market)
+    ratios = np.linspace(0.8, 1.2, PROFILE_LEVELS)
+
+    def numpy_profile():
+        return [_numpy_dex(columns, years, len(names), columns["spot"] * ratio)
+                for ratio in ratios]  # fmt: skip
+
+    options = {"kind": "dex", "n_levels": PROFILE_LEVELS}
+    exposure_profile(market, **options)
+    result = benchmark(exposure_profile, market, **options)
+    ours = benchmark.stats.stats.min
+    baseline = best_of(numpy_profile, repeat=2)
+    ratios_out = {
+        "rows_x_levels_per_s": PROFILE_ROWS * PROFILE_LEVELS / ours,
+        "vs_numpy": baseline / ours,
+    }
+    benchmark.extra_info.update(ratios_out)
+    record(f"exposure_profile dex {PROFILE_ROWS} rows x {PROFILE_LEVELS} levels", **ratios_out)
+    expected = np.array(numpy_profile())  # (levels, underlyings)
+    index = {name: position for position, name in enumerate(names)}
+    table = result.table
+    got = table.column("total_dex").to_numpy()
+    want = expected[
+        np.tile(np.arange(PROFILE_LEVELS), table.num_rows // PROFILE_LEVELS),
+        [index[name] for name in table.column("underlying").to_pylist()],
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-3)

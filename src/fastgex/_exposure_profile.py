@@ -167,7 +167,10 @@ def exposure_profile(
     views = _views(views, None)
     table = read_chain(chain, format=options.pop("format", "auto"),
                        columns=options.pop("columns", None))  # fmt: skip
-    base = exposures(table, kind=kind, unit=unit_name, buckets=buckets, views=views, **options)
+    # The plain tables unless buckets or other views are asked for (as fastgex.gex).
+    plain = buckets is None and views == ("all",)
+    base = exposures(table, kind=kind, unit=unit_name, buckets=buckets,
+                     views=None if plain else views, **options)  # fmt: skip
     settings = base.settings
     prepared, _ = _prepare_chain(
         table,
@@ -221,9 +224,14 @@ def exposure_profile(
         )  # fmt: skip
         for target in range(n_targets):
             chosen = member[:, target]
-            np.add.at(sums[target, :, level], slot_underlying[chosen], done.group_sums[chosen])
-            np.add.at(counts[target, :, level], slot_underlying[chosen],
-                      done.group_counts[chosen])  # fmt: skip
+            owner = slot_underlying[chosen]
+            for side in (0, 1):
+                sums[target, :, level, side] = np.bincount(
+                    owner, weights=done.group_sums[chosen, side], minlength=len(names)
+                )
+            counts[target, :, level] = np.bincount(
+                owner, weights=done.group_counts[chosen], minlength=len(names)
+            )
     suffix = kind.value
     ids = np.repeat(np.asarray(order, dtype=np.int64), n_targets)
     target_ids = np.tile(np.arange(n_targets), len(order))

@@ -255,15 +255,14 @@ def strike_expiry_table(
     if prepared.group_expiry is None or not expiry_dates:
         return None
     keep = np.flatnonzero(group_counts > 0)
-    expiry = prepared.group_expiry[keep]
-    dates = [*expiry_dates, None]
-    buckets = [*expiry_bucket, None]
-    names = [prepared.names[index] for index in prepared.group_underlying[keep]]
+    # Per-group labels gathered from the per-code (and per-underlying) lists.
+    expiry = pa.array(prepared.group_expiry[keep])
+    names = pa.array(prepared.names, pa.string())
     table = pa.table(
         {
-            "underlying": pa.array(names, pa.string()),
-            "expiry": pa.array([dates[code] for code in expiry], pa.date32()),
-            "bucket": pa.array([buckets[code] for code in expiry], pa.string()),
+            "underlying": pc.take(names, pa.array(prepared.group_underlying[keep])),
+            "expiry": pc.take(pa.array([*expiry_dates, None], pa.date32()), expiry),
+            "bucket": pc.take(pa.array([*expiry_bucket, None], pa.string()), expiry),
             "strike": prepared.group_strike[keep],
             "call_gex": group_sums[keep, 0],
             "put_gex": group_sums[keep, 1],
