@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
+
+# fastgex before any test module decorates its own Numba function: its JIT policy picks
+# the vector width when Numba's CPU target is first set up (docs: methodology).
+import fastgex._jit  # noqa: F401
 
 #: Real chains live beside the project (``../shared/data/chains``); never copied in.
 CHAINS_DIR = Path(
@@ -50,3 +58,70 @@ def assert_tables_close(actual, expected, rel: float = 1e-12, label: str = "") -
             )  # fmt: skip
         else:
             assert got.equals(want), (label, name)
+
+
+# ---- libfastgex (the C ABI), built once per session for tests/test_capi.py and test_fuzz.py
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "docs" / "examples" / "embedding"
+C_TESTS = Path(__file__).resolve().parent / "c"
+
+WARNINGS = ("-Wall", "-Wextra", "-Werror")
+
+
+def _why_no_build() -> str | None:
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        return "no C compiler (gcc/cc) on PATH"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        return f"no Python.h in {sysconfig.get_paths()['include']}"
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return "this Python has no shared libpython to embed"
+    return None
+
+
+def _run(command, *, env=None, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(part) for part in command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def capi(tmp_path_factory) -> dict[str, Path]:
+    """Build the library once; compile the example and test programs against it."""
+    reason = _why_no_build()
+    if reason:
+        pytest.skip(reason)
+    prefix = tmp_path_factory.mktemp("libfastgex")
+    built = _run([sys.executable, "-m", "fastgex.capi", "build", "--out", prefix])
+    assert built.returncode == 0, built.stderr
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    flags = [
+        f"-I{prefix / 'include'}",
+        f"-I{EXAMPLES}",
+        f"-L{prefix / 'lib'}",
+        f"-Wl,-rpath,{prefix / 'lib'}",
+    ]
+    programs = {"prefix": prefix}
+    for name, source in {
+        "gex_example": EXAMPLES / "gex_example.c",
+        "capi_test": C_TESTS / "capi_test.c",
+    }.items():
+        target = prefix / name
+        compiled = _run(
+            [compiler, *WARNINGS, source, *flags, "-lfastgex", "-lpthread", "-lm", "-o", target]
+        )
+        assert compiled.returncode == 0, compiled.stderr
+        programs[name] = target
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is not None:
+        target = prefix / "levels_example"
+        source = EXAMPLES / "levels_example.cpp"
+        compiled = _run([cxx, "-std=c++17", *WARNINGS, source, *flags, "-lfastgex", "-o", target])
+        assert compiled.returncode == 0, compiled.stderr
+        programs["levels_example"] = target
+    return programs
