@@ -23,6 +23,7 @@ from fastgex.greeks import _solve
 ROWS = 4_000_000
 UNDERLYINGS = 1_600
 RATE, DIVIDEND = 0.03, 0.01
+NINE_GREEKS = _greeks_kernel.stored_mask(name for name in GREEK_ORDER if name != "price")
 
 
 def _greek_inputs():
@@ -39,11 +40,11 @@ def _greek_inputs():
 def _run_greeks(inputs, outputs, status):
     arrays = inputs["arrays"]
     scales = np.ones(len(GREEK_ORDER))
-    wanted = np.array([name != "price" for name in GREEK_ORDER])  # the nine greeks
-    return _greeks_kernel.run(
+    run = _greeks_kernel.greeks_kernel(False, False, NINE_GREEKS)
+    return run(
         arrays["strike"], arrays["vol"], arrays["time_to_expiry"], arrays["option_code"],
         arrays["underlying_id"], inputs["spot"], np.empty(0), inputs["rate"],
-        inputs["dividend"], 1e-6, scales, wanted, *outputs, status,
+        inputs["dividend"], 1e-6, scales, *outputs, status,
     )  # fmt: skip
 
 

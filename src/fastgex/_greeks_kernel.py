@@ -12,8 +12,10 @@ Layout of the hot loop (why it looks the way it does):
   runs of one underlying; each run is one flat, branch-free loop with that
   underlying's spot / rate / dividend yield hoisted. Gathers (``spot[underlying]``
   per row) are what LLVM refuses to vectorize on this machine, so there are none.
-* Every row computes every greek (:func:`fastgex._greeks_formulas.bsm_greeks`) and
-  stores only the wanted ones (loop-invariant flags). An invalid row stores NaN.
+* Which greeks are stored is the compile-time bitmask ``STORED`` (bit ``i`` for
+  ``GREEK_ORDER[i]``), one variant per requested set: LLVM then drops the work of
+  the others. Runtime flags measured 2x slower for a subset than for all ten (the
+  loop with conditional stores did not vectorize). An invalid row stores NaN.
 * When a run had invalid rows they are walked again one by one to name each reason:
   no NaN leaves the kernel without a status code.
 """
@@ -27,13 +29,14 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numba
 import numpy as np
 
-from fastgex._greeks_formulas import bsm_greeks
-from fastgex._jit import kernel, scalar_function
+from fastgex._greeks_formulas import GREEK_ORDER, bsm_greeks
+from fastgex._jit import kernel, outlined, scalar_function
 from fastgex._kernel_common import (
     _BAD_FORWARD,
     _BAD_RATE,
@@ -54,6 +57,7 @@ from fastgex._kernel_common import (
 # --- compile-time switches (rewritten in generated copies; keep one per line) ---
 BLACK76 = False
 ROW_CARRY = False
+STORED = 1023
 # --- end of switches ---
 
 
@@ -72,7 +76,7 @@ def _row_values(
     dividend_value,
     min_time,
 ):
-    """Validity (inputs valid and all ten results finite) and raw values of one row.
+    """Validity (inputs valid and the stored results finite) and raw values of one row.
 
     Branch-free on purpose: selects, not ``max()`` (whose NaN handling blocks SIMD),
     and no load under a condition.
@@ -105,10 +109,35 @@ def _row_values(
     value_price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed = values
     if BLACK76:  # the forward is held fixed when the rate moves
         rho = -used_time * value_price
-    # One finiteness test for all ten (inf - inf is NaN, so nothing slips through).
-    total = value_price + delta + gamma + vega + theta + rho + vanna + charm + vomma + speed
+    # One finiteness test for the stored values (inf - inf is NaN, so nothing slips
+    # through); the others are never formed, so they cannot invalidate a row.
+    total = 0.0
+    if STORED & 1:
+        total += value_price
+    if STORED & 2:
+        total += delta
+    if STORED & 4:
+        total += gamma
+    if STORED & 8:
+        total += vega
+    if STORED & 16:
+        total += theta
+    if STORED & 32:
+        total += rho
+    if STORED & 64:
+        total += vanna
+    if STORED & 128:
+        total += charm
+    if STORED & 256:
+        total += vomma
+    if STORED & 512:
+        total += speed
     valid = valid & _finite(total)
     return valid, value_price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed
+
+
+# The row-by-row fallback's copy: not inlined, one compiled body less to optimize.
+_row_values_row = outlined(_row_values)
 
 
 @scalar_function
@@ -155,13 +184,10 @@ def _run_segment(
     min_time,
     scales,
     outputs,
-    wanted,
 ):
     """One underlying's rows ``base .. base+length``: the vectorized loop; invalid count."""
     (out_price, out_delta, out_gamma, out_vega, out_theta,
      out_rho, out_vanna, out_charm, out_vomma, out_speed) = outputs  # fmt: skip
-    (want_price, want_delta, want_gamma, want_vega, want_theta,
-     want_rho, want_vanna, want_charm, want_vomma, want_speed) = wanted  # fmt: skip
     (scale_price, scale_delta, scale_gamma, scale_vega, scale_theta,
      scale_rho, scale_vanna, scale_charm, scale_vomma, scale_speed) = scales  # fmt: skip
     invalid = 0
@@ -182,25 +208,25 @@ def _run_segment(
             min_time,
         )
         missing = np.nan
-        if want_price:
+        if STORED & 1:
             out_price[row] = price * scale_price if valid else missing
-        if want_delta:
+        if STORED & 2:
             out_delta[row] = delta * scale_delta if valid else missing
-        if want_gamma:
+        if STORED & 4:
             out_gamma[row] = gamma * scale_gamma if valid else missing
-        if want_vega:
+        if STORED & 8:
             out_vega[row] = vega * scale_vega if valid else missing
-        if want_theta:
+        if STORED & 16:
             out_theta[row] = theta * scale_theta if valid else missing
-        if want_rho:
+        if STORED & 32:
             out_rho[row] = rho * scale_rho if valid else missing
-        if want_vanna:
+        if STORED & 64:
             out_vanna[row] = vanna * scale_vanna if valid else missing
-        if want_charm:
+        if STORED & 128:
             out_charm[row] = charm * scale_charm if valid else missing
-        if want_vomma:
+        if STORED & 256:
             out_vomma[row] = vomma * scale_vomma if valid else missing
-        if want_speed:
+        if STORED & 512:
             out_speed[row] = speed * scale_speed if valid else missing
         invalid += 1 - np.int64(valid)
     return invalid
@@ -219,7 +245,6 @@ def run(
     dividend_yield,
     min_time,
     scales,
-    wanted,
     out_price,
     out_delta,
     out_gamma,
@@ -232,15 +257,15 @@ def run(
     out_speed,
     status_out,
 ):
-    """Greeks of every row into the ``out_*`` arrays whose ``wanted`` flag is set.
+    """Greeks of every row into the ``out_*`` arrays whose bit is set in ``STORED``.
 
-    Every ``out_*`` must be its own array of the row count, also those not wanted
+    Every ``out_*`` must be its own array of the row count, also those not stored
     (``np.empty``: they are never written, so never touched): LLVM vectorizes the loop
     behind a runtime check that no two arrays overlap, and an overlap (one scratch array
     passed twice, or short arrays next to each other) sends it to the scalar loop.
     ``spot`` is per underlying (unused with ``BLACK76``, whose rows read ``forward``);
     ``rate`` / ``dividend_yield`` are per row with ``ROW_CARRY``, else per underlying.
-    ``scales`` (10 floats) and ``wanted`` (10 bools) follow ``GREEK_ORDER``.
+    ``scales`` (10 floats) follow ``GREEK_ORDER``.
     ``status_out`` (int8 per row) gets 0 for valid rows and the reason code of each
     invalid row, whose outputs are NaN. Returns the number of invalid rows.
     """
@@ -248,8 +273,6 @@ def run(
     n_strips = (n_rows + STRIP_ROWS - 1) // STRIP_ROWS
     outputs = (out_price, out_delta, out_gamma, out_vega, out_theta,
                out_rho, out_vanna, out_charm, out_vomma, out_speed)  # fmt: skip
-    flags = (wanted[0], wanted[1], wanted[2], wanted[3], wanted[4],
-             wanted[5], wanted[6], wanted[7], wanted[8], wanted[9])  # fmt: skip
     scale_values = (scales[0], scales[1], scales[2], scales[3], scales[4],
                     scales[5], scales[6], scales[7], scales[8], scales[9])  # fmt: skip
     invalid_per_strip = np.zeros(n_strips, dtype=np.int64)
@@ -290,12 +313,11 @@ def run(
                 min_time,
                 scale_values,
                 outputs,
-                flags,
             )
             if invalid != 0:  # name the reason of each invalid row, one by one
                 for offset in range(start, stop):
                     row = base + offset
-                    row_flags = _row_values(
+                    row_flags = _row_values_row(
                         row,
                         strike,
                         vol,
@@ -332,21 +354,36 @@ def run(
     return invalid_per_strip.sum()
 
 
-_SWITCH_NAMES = ("BLACK76", "ROW_CARRY")
+_SWITCH_NAMES = ("BLACK76", "ROW_CARRY", "STORED")
+
+#: ``STORED`` of the default module: all ten values.
+ALL_STORED = (1 << len(GREEK_ORDER)) - 1
+
+
+def stored_mask(names: Iterable[str]) -> int:
+    """The ``STORED`` bitmask of a set of :data:`GREEK_ORDER` names."""
+    mask = 0
+    for name in names:
+        mask |= 1 << GREEK_ORDER.index(name)
+    return mask
 
 
 @functools.cache
-def greeks_kernel(black76: bool, row_carry: bool):
-    """The compiled kernel (``run``) for a layout: Black-76 forwards, per-row carry.
+def greeks_kernel(black76: bool, row_carry: bool, stored: int = ALL_STORED):
+    """The compiled kernel (``run``) for a layout and the set of greeks it stores.
 
-    The default layout is this module; the others are copies of this file with the
-    switch lines rewritten, written once next to the GEX kernel variants
+    ``black76``: rows read forwards; ``row_carry``: rate and dividend yield per row;
+    ``stored``: a :func:`stored_mask`. The default (BSM, per-underlying carry, all
+    ten) is this module; the others are copies of this file with the switch lines
+    rewritten, written once next to the GEX kernel variants
     (:func:`fastgex._kernels.generated_dir`) so Numba's disk cache keeps them.
     """
-    if not black76 and not row_carry:
+    if not 0 < stored <= ALL_STORED:
+        raise ValueError(f"stored must be a non-empty mask of GREEK_ORDER, not {stored!r}")
+    if not black76 and not row_carry and stored == ALL_STORED:
         return run
     source = Path(__file__).read_text(encoding="utf-8")
-    for switch, value in zip(_SWITCH_NAMES, (black76, row_carry), strict=True):
+    for switch, value in zip(_SWITCH_NAMES, (black76, row_carry, stored), strict=True):
         source, count = re.subn(
             rf"^{switch} = .*$", f"{switch} = {value!r}", source, count=1, flags=re.MULTILINE
         )
