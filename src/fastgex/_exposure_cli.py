@@ -54,11 +54,12 @@ def _cmd_exposures(args: argparse.Namespace) -> int:
     from fastgex.exposures import exposures
 
     out_path = _out_path(args.out)
+    options = _options(args)  # first: its errors name exposures, not the profile
     grid = _grid_options(args)
     unit = {"unit": args.unit}
     if args.profile:
         profiled = exposure_profile(Path(args.chain), kind=args.kind, **unit, **grid,
-                                    **_options(args))  # fmt: skip
+                                    **options)  # fmt: skip
         if out_path is not None:
             _write_table(profiled.table, out_path)
         if args.json:
@@ -70,7 +71,7 @@ def _cmd_exposures(args: argparse.Namespace) -> int:
     targets = {"buckets": grid["buckets"], "views": grid["views"]}
     if targets["buckets"] is None and targets["views"] == ("all",):
         targets = {}  # plain per-strike tables, as fastgex gex
-    result = exposures(Path(args.chain), kind=args.kind, **unit, **targets, **_options(args))
+    result = exposures(Path(args.chain), kind=args.kind, **unit, **targets, **options)
     if out_path is not None:
         table = result.by_strike_bucket if targets else result.by_strike
         _write_table(table, out_path)
