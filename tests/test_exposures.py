@@ -558,12 +558,14 @@ def test_bucket_and_surface_errors():
 # ------------------------------------------------------------------ exposure profiles
 
 
-def test_profile_kind_gex_equals_gex_profile():
+@pytest.mark.parametrize("vol_model", ["sticky_strike", "sticky_moneyness"])
+def test_profile_kind_gex_equals_gex_profile(vol_model):
     market = sample_market(4000, seed=6)
     mine = fastgex.exposure_profile(market, kind="gex", n_levels=9, buckets="default",
-                                    views=("all", "ex_next_expiry"))  # fmt: skip
+                                    views=("all", "ex_next_expiry"),
+                                    vol_model=vol_model)  # fmt: skip
     theirs = fastgex.profile(market, n_levels=9, buckets="default",
-                             views=("all", "ex_next_expiry"))  # fmt: skip
+                             views=("all", "ex_next_expiry"), vol_model=vol_model)  # fmt: skip
     for column in ("underlying", "bucket"):
         assert mine.table.column(column).equals(theirs.table.column(column))
     for column in ("level", "ratio", "total_gex"):
@@ -628,8 +630,8 @@ def test_profile_black76_moves_forwards_and_errors():
     assert result.surface("AAA")[2].shape == (2, 1)
     with pytest.raises(fastgex.ChainError, match="spot"):
         fastgex.exposure_profile(table.drop_columns(["spot"]), kind="dex")
-    with pytest.raises(ValueError, match="sticky_strike"):
-        fastgex.exposure_profile(table, vol_model="sticky_moneyness")
+    with pytest.raises(ValueError, match="sticky_moneyness"):
+        fastgex.exposure_profile(table, vol_model="sticky_delta")
     with pytest.raises(ValueError, match="level_range"):
         fastgex.exposure_profile(table, level_range=(1.2, 0.8))
     with pytest.raises(TypeError, match="by_strike"):

@@ -2,7 +2,8 @@
 
 :func:`exposure_profile` is :func:`fastgex.profile` for any exposure kind: the same
 grid (``n_levels`` over ``level_range`` x spot, or explicit ``level_list``), the same
-buckets and views, sticky strike (each contract keeps its implied vol). At each level
+buckets and views, the same vol models (sticky strike: each contract keeps its implied
+vol; sticky moneyness: vols move with each expiry's smile). At each level
 the fused greeks kernel runs on the moved spot (Black-76 rows: forwards moved by the
 same fraction), computing only the kind's greek, and the exposure kernel sums the rows
 per (underlying, expiry) slot; every view and bucket is then a sum of slots.
@@ -19,10 +20,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fastgex import _levels_kernels
 from fastgex._chain import read_chain
 from fastgex._errors import ChainError
-from fastgex._gex import _column_numpy, reported_underlyings
-from fastgex._levels import DEFAULT_LEVELS, DEFAULT_RANGE, _grid_ratios, _views
+from fastgex._gex import _column_numpy, _readonly, reported_underlyings
+from fastgex._levels import (
+    DEFAULT_LEVELS,
+    DEFAULT_RANGE,
+    VOL_MODELS,
+    _grid_ratios,
+    _smiles,
+    _views,
+)
 from fastgex._targets import resolve_targets
 from fastgex.exposures import (
     ExposureKind,
@@ -136,8 +145,9 @@ def exposure_profile(
         ascending absolute ``level_list`` (one underlying, or the same levels for all).
     buckets, views
         One profile per view and bucket, as for :func:`fastgex.profile`.
-    vol_model : {"sticky_strike"}
-        Each contract keeps its implied vol (the only model for exposures so far).
+    vol_model : {"sticky_strike", "sticky_moneyness"}
+        As for :func:`fastgex.profile`: each contract keeps its implied vol (default),
+        or its vol moves with its expiry's smile, ``vol * smile(K / r) / smile(K)``.
     **options
         Any other keyword of :func:`fastgex.exposures` (spot, snapshot_time,
         convention, rate, ...), except the table switches.
@@ -155,10 +165,8 @@ def exposure_profile(
     ValueError
         A bad grid, kind, unit, view or vol model.
     """
-    if vol_model != "sticky_strike":
-        raise ValueError(
-            f"exposure profiles support vol_model='sticky_strike' only, not {vol_model!r}"
-        )
+    if vol_model not in VOL_MODELS:
+        raise ValueError(f"vol_model must be one of {VOL_MODELS}, not {vol_model!r}")
     for forbidden in ("by_strike", "per_contract", "by_expiry", "on_invalid"):
         if forbidden in options:
             raise TypeError(f"exposure_profile() does not take {forbidden}=")
@@ -209,7 +217,12 @@ def exposure_profile(
                                        return_inverse=True)  # fmt: skip
     slot_underlying = slot_keys // n_expiries
     member = targets.members(slot_underlying, slot_keys % n_expiries)
-    slot_of_row = np.ascontiguousarray(slot_of_row.reshape(-1), dtype=np.int32)
+    slot_of_row = _readonly(np.ascontiguousarray(slot_of_row.reshape(-1), dtype=np.int32))
+    smile = None
+    if vol_model == "sticky_moneyness":  # fastgex.profile's smiles, per slot
+        strike = _readonly(_column_numpy(work, "strike", np.float64, np.nan))
+        vol = _readonly(_column_numpy(work, "vol", np.float64, np.nan))
+        smile = _smiles([{"strike": strike, "vol": vol, "slot": slot_of_row}], slot_keys.size)
     signs = (1.0, 1.0) if prepared.config.dealer_position else base.convention.signs
     n_targets, n_levels_out = len(targets.names), ratios.shape[1]
     sums = np.zeros((n_targets, len(names), n_levels_out, 2))
@@ -217,10 +230,15 @@ def exposure_profile(
     for level in range(n_levels_out):
         # Underlyings with no rows (or no spot) keep ratio 1: nothing of theirs is read.
         ratio = np.where(np.isfinite(ratios[:, level]), ratios[:, level], 1.0)
+        moved_vol = None
+        if smile is not None:
+            slot_ratio = _readonly(np.ascontiguousarray(ratio[slot_underlying]))
+            moved_vol = _levels_kernels.moneyness_vols(strike, vol, slot_of_row, slot_ratio,
+                                                       *smile)  # fmt: skip
         done = _exposure_pass(
             prepared, rows, kind=kind, price_power=price_power, factor=factor, signs=signs,
             min_time=settings["min_time_to_expiry"], group_id=slot_of_row,
-            n_groups=slot_keys.size, ratio=ratio,
+            n_groups=slot_keys.size, ratio=ratio, vol=moved_vol,
         )  # fmt: skip
         for target in range(n_targets):
             chosen = member[:, target]

@@ -495,9 +495,16 @@ class _Pass:
     reason_counts: np.ndarray  # (underlyings, reason codes); column 0: counted rows
 
 
-def _moved(prepared: _Prepared, rows: _RowInputs, ratio: np.ndarray) -> _Prepared:
-    """``prepared`` with each underlying's spot (and its rows' forwards) times ``ratio``."""
+def _moved(
+    prepared: _Prepared, rows: _RowInputs, ratio: np.ndarray, vol: np.ndarray | None = None
+) -> _Prepared:
+    """``prepared`` with each underlying's spot (and its rows' forwards) times ``ratio``.
+
+    ``vol``, when given, replaces the rows' implied vols (a vol model's move).
+    """
     work = prepared.work
+    if vol is not None:
+        work = work.set_column(work.column_names.index("vol"), "vol", pa.chunked_array([vol]))
     if rows.forward is not None:
         moved_forward = pa.chunked_array([rows.forward * ratio[rows.uid]])
         work = work.set_column(work.column_names.index("forward"), "forward", moved_forward)
@@ -516,9 +523,13 @@ def _exposure_pass(
     group_id: np.ndarray,
     n_groups: int,
     ratio: np.ndarray | None = None,
+    vol: np.ndarray | None = None,
 ) -> _Pass:
-    """Greeks (only the kind's) and exposures of every row, at spot x ``ratio`` if given."""
-    at = prepared if ratio is None else _moved(prepared, rows, ratio)
+    """Greeks (only the kind's) and exposures of every row, at spot x ``ratio`` if given.
+
+    ``vol`` replaces the rows' implied vols (with ``ratio``).
+    """
+    at = prepared if ratio is None else _moved(prepared, rows, ratio, vol)
     greek_name = _KIND_GREEK[kind.value]
     greeks, greek_status = _model_greeks(at, min_time, (greek_name,))
     if rows.forward is not None:
