@@ -3,11 +3,21 @@
 Every kernel and scalar formula is decorated through this module, so caching, the
 floating-point model and parallelism are chosen once. Set ``FASTGEX_NO_CACHE=1`` to
 disable the on-disk cache (e.g. on read-only installs without ``NUMBA_CACHE_DIR``).
+
+Threads: numba picks its threading layer at the first parallel launch (``tbb``, then
+``omp``, then ``workqueue``, unless ``NUMBA_THREADING_LAYER`` says otherwise). ``tbb``
+and ``omp`` may be entered by many Python threads at once; ``workqueue`` may not (numba
+aborts the whole process on a concurrent launch). So every parallel kernel is launched
+through :class:`Launcher`, which serializes launches with one process-wide lock while the
+layer in use is ``workqueue`` (or not yet known) and adds nothing but a flag test
+otherwise. Parallel kernels are therefore launched from Python only, never from other
+compiled code.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -101,17 +111,73 @@ def exact_function(function: FunctionT) -> FunctionT:
     return numba.njit(cache=CACHE, error_model="numpy", fastmath=False)(function)
 
 
-def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
-    """Compile a loop kernel (``prange`` loops run in parallel when ``parallel``)."""
+#: Serializes parallel launches while the threading layer is not thread-safe.
+_LAUNCH_LOCK = threading.Lock()
 
-    def decorate(inner: FunctionT) -> FunctionT:
-        return numba.njit(
+#: Whether launches must take :data:`_LAUNCH_LOCK`: None until the first parallel launch
+#: has chosen numba's threading layer, then ``layer == "workqueue"``.
+_SERIALIZE: bool | None = None
+
+
+def _layer_serializes() -> bool:
+    """True when the threading layer numba chose must not be entered concurrently."""
+    try:
+        return numba.threading_layer() == "workqueue"
+    except ValueError:  # no parallel launch has chosen a layer yet
+        return True
+
+
+class Launcher:
+    """A parallel kernel (a numba dispatcher) whose launches are safe from any thread.
+
+    Calls go straight to the dispatcher under a thread-safe layer (``tbb``, ``omp``) and
+    take one process-wide lock under ``workqueue``; until the first launch has chosen
+    the layer, launches take the lock too. Attributes are the dispatcher's.
+    """
+
+    __slots__ = ("dispatcher",)
+
+    def __init__(self, dispatcher: Any) -> None:
+        self.dispatcher = dispatcher
+
+    def __call__(self, *args: Any) -> Any:
+        """Launch the kernel (under the lock while the layer may be ``workqueue``)."""
+        global _SERIALIZE
+        if _SERIALIZE is False:
+            return self.dispatcher(*args)
+        with _LAUNCH_LOCK:
+            result = self.dispatcher(*args)
+            _SERIALIZE = _layer_serializes()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dispatcher, name)
+
+
+def threading_layer() -> str | None:
+    """The threading layer numba chose, or None before the first parallel launch."""
+    try:
+        return str(numba.threading_layer())
+    except ValueError:
+        return None
+
+
+def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
+    """Compile a loop kernel (``prange`` loops run in parallel when ``parallel``).
+
+    Parallel kernels come wrapped in a :class:`Launcher` (thread-safe launches under any
+    threading layer); serial ones are the plain dispatcher.
+    """
+
+    def decorate(inner: FunctionT) -> Any:
+        compiled = numba.njit(
             cache=CACHE,
             parallel=parallel,
             error_model="numpy",
             fastmath=set(FASTMATH_FLAGS),
             nogil=True,
         )(inner)
+        return Launcher(compiled) if parallel else compiled
 
     if function is None:
         return decorate
