@@ -12,9 +12,7 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastgex
+from conftest import C_TESTS, EXAMPLES, _run
 from fastgex import reference
 from fastgex.capi import HEADER, _embedded, _raw
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "docs" / "examples" / "embedding"
-C_TESTS = Path(__file__).resolve().parent / "c"
-
-WARNINGS = ("-Wall", "-Wextra", "-Werror")
 STATUS_NAMES = {
     0: "FASTGEX_OK",
     1: "FASTGEX_ERROR_NOT_INITIALIZED",
@@ -43,64 +37,6 @@ STATUS_NAMES = {
     7: "FASTGEX_ERROR_INVALID_ROWS",
     8: "FASTGEX_ERROR_INTERNAL",
 }
-
-
-def _why_no_build() -> str | None:
-    if shutil.which("gcc") is None and shutil.which("cc") is None:
-        return "no C compiler (gcc/cc) on PATH"
-    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
-        return f"no Python.h in {sysconfig.get_paths()['include']}"
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        return "this Python has no shared libpython to embed"
-    return None
-
-
-def _run(command, *, env=None, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(part) for part in command],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="session")
-def capi(tmp_path_factory) -> dict[str, Path]:
-    """Build the library once; compile the example and test programs against it."""
-    reason = _why_no_build()
-    if reason:
-        pytest.skip(reason)
-    prefix = tmp_path_factory.mktemp("libfastgex")
-    built = _run([sys.executable, "-m", "fastgex.capi", "build", "--out", prefix])
-    assert built.returncode == 0, built.stderr
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    flags = [
-        f"-I{prefix / 'include'}",
-        f"-I{EXAMPLES}",
-        f"-L{prefix / 'lib'}",
-        f"-Wl,-rpath,{prefix / 'lib'}",
-    ]
-    programs = {"prefix": prefix}
-    for name, source in {
-        "gex_example": EXAMPLES / "gex_example.c",
-        "capi_test": C_TESTS / "capi_test.c",
-    }.items():
-        target = prefix / name
-        compiled = _run(
-            [compiler, *WARNINGS, source, *flags, "-lfastgex", "-lpthread", "-lm", "-o", target]
-        )
-        assert compiled.returncode == 0, compiled.stderr
-        programs[name] = target
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is not None:
-        target = prefix / "levels_example"
-        source = EXAMPLES / "levels_example.cpp"
-        compiled = _run([cxx, "-std=c++17", *WARNINGS, source, *flags, "-lfastgex", "-o", target])
-        assert compiled.returncode == 0, compiled.stderr
-        programs["levels_example"] = target
-    return programs
 
 
 def _lines(output: str, tag: str) -> list[list[str]]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from fastgex._errors import ChainError
+
 #: Canonical column names, required ones first.
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "underlying",
@@ -128,7 +130,8 @@ def read_chain(
     Raises
     ------
     ValueError
-        Unknown format, unreadable file, or two source columns mapping to one name.
+        Unknown format, unreadable file (:class:`fastgex.ChainError` for a file that
+        pyarrow cannot parse), or two source columns mapping to one name.
     TypeError
         A source of an unsupported type.
     """
@@ -227,6 +230,17 @@ def _read_path(path: Path, format: str) -> pa.Table:
 
 
 def _read_path_as(path: Path, format: str) -> tuple[pa.Table, str]:
+    try:
+        return _read_path_with(path, format)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
+        # pyarrow's own errors on a corrupt or truncated file (ArrowInvalid, OSError,
+        # ArrowTypeError, a header that is not UTF-8...) become one clear error.
+        raise ChainError(f"cannot read {path.name!r} as a chain file: {error}") from error
+
+
+def _read_path_with(path: Path, format: str) -> tuple[pa.Table, str]:
     if not path.exists():
         raise FileNotFoundError(f"chain file not found: {path}")
     suffix = path.suffix.lower()
@@ -262,7 +276,9 @@ def _read_path_as(path: Path, format: str) -> tuple[pa.Table, str]:
         return read_deribit(path), format
     import pyarrow.csv as pacsv
 
-    return pacsv.read_csv(path), format
+    table = pacsv.read_csv(path)
+    table.column_names  # noqa: B018 (decodes the header: raises here if it is not UTF-8)
+    return table, format
 
 
 def _read_ipc(path: Path) -> pa.Table:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -549,12 +550,13 @@ def _require(table: pa.Table, name: str, why: str) -> pa.ChunkedArray:
 
 def _as_float(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     kind = column.type
+    # safe=False: an integer beyond 2**53 becomes the nearest float64 (a safe cast raises)
     if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind):
-        return column if kind == pa.float64() else pc.cast(column, pa.float64())
+        return column if kind == pa.float64() else pc.cast(column, pa.float64(), safe=False)
     if pa.types.is_dictionary(kind) and (
         pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)
     ):
-        return pc.cast(column, pa.float64())
+        return pc.cast(column, pa.float64(), safe=False)
     if pa.types.is_null(kind):
         return pa.chunked_array([pa.nulls(len(column), pa.float64())])
     raise ChainError(f"column {name!r} has type {kind}; expected a number")
@@ -704,10 +706,13 @@ def _encode(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list]:
         if len(first_index) != len(values):  # repeated or null dictionary values
             indices = pc.take(pa.array(remap, pa.int32()), indices)
         return indices, list(first_index)
-    if pa.types.is_dictionary(kind):
-        column = column.cast(kind.value_type)
-    elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        column = pc.cast(column, pa.string())
+    try:
+        if pa.types.is_dictionary(kind):
+            column = column.cast(kind.value_type)
+        elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            column = pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:  # binary not UTF-8, lists
+        raise ChainError(f"a {kind} column where text is expected: {error}") from error
     encoded = column.dictionary_encode().combine_chunks()
     return pa.chunked_array([encoded.indices]), encoded.dictionary.to_pylist()
 
@@ -775,10 +780,12 @@ def _per_underlying_spot(table, spot, names, uid, black76, present) -> np.ndarra
     # With Black-76 rows priced on their forward a spot is optional (NaN = not given),
     # but a spot that is given must be valid either way.
     checked = [index for index in real if not (black76 and math.isnan(values[index]))]
+    # A subnormal spot is not a price, and the kernels' vectorized and row-by-row paths
+    # disagree on whether its rows are finite (rows went uncounted): refuse it here.
     bad = [
         names[index]
         for index in checked
-        if not (values[index] > 0 and math.isfinite(values[index]))
+        if not (values[index] >= sys.float_info.min and math.isfinite(values[index]))
     ]
     if bad:
         raise ChainError(f"missing or invalid spot for underlying(s) {bad[:10]}")
@@ -935,6 +942,24 @@ def _column_numpy(table: pa.Table, name: str, dtype, fill) -> np.ndarray:
     return np.ascontiguousarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
+def _check_rows_accounted(names, uid, batch_rows, n_underlyings) -> None:
+    """Every row of a batch must be counted or dropped; raise rather than lose one.
+
+    At the edge of the float64 range (e.g. spot 1e-300 with open interest 1e300) the
+    kernel's vectorized and row-by-row evaluations can disagree on whether a row's
+    product is finite, and such a row is then neither counted nor dropped.
+    """
+    if int(batch_rows.sum()) == uid.size:
+        return
+    missing = np.bincount(uid, minlength=n_underlyings) - batch_rows.sum(axis=1)
+    lost = [names[index] for index in np.flatnonzero(missing)]
+    raise ChainError(
+        f"GEX of {lost[:10]} is at the edge of float64 range (a product of open_interest, "
+        "multiplier, gamma and spot both overflows and does not, depending on the order "
+        "of evaluation): rescale those inputs"
+    )
+
+
 def _run(
     prepared,
     config,
@@ -1008,6 +1033,7 @@ def _run(
             gid,
             n_groups,
         )
+        _check_rows_accounted(prepared.names, uid, batch_rows, n_underlyings)
         _compensated_add(sums, compensation, batch_sums)
         rows += batch_rows.sum(axis=1)
         drops += batch_rows

@@ -134,7 +134,7 @@ def _records(source: Any) -> dict[str, pa.ChunkedArray]:
     if isinstance(source, (bytes, str)):
         try:
             source = json.loads(source)
-        except json.JSONDecodeError as err:
+        except ValueError as err:  # JSONDecodeError, and UnicodeDecodeError for bytes
             raise ValueError(f"Deribit book summary: not JSON ({err})") from err
     if isinstance(source, Mapping):
         if "result" not in source:
