@@ -294,7 +294,9 @@ def test_units_subsets_and_input_order():
         np.testing.assert_allclose(
             trader.table.column(name).to_numpy(),
             raw.table.column(name).to_numpy() * GREEK_UNITS[GreekUnits.TRADER][name],
-            rtol=1e-15,
+            # Two stored sets are two compiled variants (fastgex._greeks_kernel.STORED),
+            # which may round differently: subsets agree to 1e-12, not bit for bit.
+            rtol=1e-12,
         )
     subset = greeks(chain, greeks=["vanna", "delta"], spot=spots, rate=0.02)
     assert [c for c in subset.table.column_names if c in ALL] == ["delta", "vanna"]
