@@ -1,5 +1,5 @@
 """Sessions: tests (with the CUDA simulator run), lint, docs (default); cuda_sim, bench,
-bench_cuda, capi, spark, boundscheck (on demand)."""
+bench_cuda, capi, spark, boundscheck, fuzz (on demand)."""
 
 from __future__ import annotations
 
@@ -128,3 +128,28 @@ def spark(session: nox.Session) -> None:
         "pytest", "-q", "-rs", "tests/test_batch.py", "-k", "spark or partition_function",
         *session.posargs,
     )  # fmt: skip
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The fuzz campaigns of docs/reliability.md: hypothesis big, then each atheris harness.
+
+    ``FASTGEX_FUZZ_EXAMPLES`` (default 2000) examples per hypothesis test in
+    tests/test_fuzz.py; ``FASTGEX_FUZZ_SECONDS`` (default 120) seconds per atheris harness
+    (crash reproducers land in .fuzz/). Not a default session.
+    """
+    import os
+
+    session.install(".[test]", "atheris")
+    examples = os.environ.get("FASTGEX_FUZZ_EXAMPLES", "2000")
+    seconds = os.environ.get("FASTGEX_FUZZ_SECONDS", "120")
+    session.run(
+        "pytest", "-q", "tests/test_fuzz.py", *session.posargs,
+        env={"FASTGEX_FUZZ_EXAMPLES": examples},
+    )  # fmt: skip
+    os.makedirs(".fuzz", exist_ok=True)
+    for harness in ("fuzz_osi", "fuzz_cboe", "fuzz_read_chain"):
+        session.run(
+            "python", f"tests/fuzz/{harness}.py", f"-max_total_time={seconds}", "-timeout=30",
+            "-artifact_prefix=.fuzz/",
+        )  # fmt: skip

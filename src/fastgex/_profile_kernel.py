@@ -100,8 +100,9 @@ def _row_constants(
         signed_amount * multiplier * INV_SQRT_TWO_PI * fast_exp(discount) * inverse * price_power
     )
     # A product that overflows (open interest 1e308) is a row the GEX kernel drops as
-    # non_finite_result: here it must add 0.0 too, not inf * exp(-d1**2/2) = NaN.
-    valid = valid & (abs(coefficient) < np.inf)
+    # non_finite_result, and vol 1e308 makes shift inf * 0 = NaN where the GEX kernel's
+    # gamma is 0: such rows must add 0.0 here too, not NaN (each "< inf" fails for NaN).
+    valid = valid & (abs(coefficient) < np.inf) & (abs(shift) < np.inf)
     coefficient = coefficient if valid else 0.0
     return (inverse if valid else 0.0), (shift if valid else 0.0), coefficient
 

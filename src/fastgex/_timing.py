@@ -114,8 +114,12 @@ def settlement_codes(
     encoded = expiration.combine_chunks().dictionary_encode()  # also fine with 0 rows
     uniques = encoded.dictionary
     instants = np.empty(len(uniques), dtype=np.int64)
-    for index, value in enumerate(uniques.to_pylist()):
-        instants[index] = _settlement_instant(value, kind, settlement, zone)
+    try:
+        values = uniques.to_pylist()
+        for index, value in enumerate(values):
+            instants[index] = _settlement_instant(value, kind, settlement, zone)
+    except OverflowError as error:  # a date before year 1 or after 9999, or beyond 2262
+        raise ChainError(f"an 'expiration' out of range: {error}") from error
     return encoded.indices, instants
 
 
@@ -176,7 +180,10 @@ def snapshot_nanos(
         column = pc.assume_timezone(
             column, timezone=zone.key, ambiguous="earliest", nonexistent="earliest"
         )
-    return pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64())
+    try:
+        return pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64())
+    except pa.ArrowInvalid as error:  # nanoseconds since 1970 cover 1677-2262 only
+        raise ChainError(f"snapshot_time outside 1677-2262: {error}") from error
 
 
 def epoch_nanos(instant: dt.datetime) -> int:

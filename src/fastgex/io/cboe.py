@@ -792,9 +792,17 @@ def _read_json_bytes(data: bytes, label: str, underlying: str | None) -> pa.Tabl
             f"'RUTW231020C01800000'; found {_show(symbols[index])}"
         )
     _, date_text, option_type, strike_digits = _osi_fields(trimmed)
+    # The OSI shape does not make a date (month 00): name the symbol, not an ArrowInvalid.
+    expiration = pc.strptime(date_text, format="%Y%m%d", unit="s", error_is_null=True)
+    if expiration.null_count:
+        index = pc.index(pc.is_null(expiration), True).as_py()
+        raise ValueError(
+            f"{label}: data.options[{index}].option: the date in {_show(symbols[index])} "
+            "is not a calendar date"
+        )
     columns: dict[str, Any] = {
         "symbol": symbol,
-        "expiration": pc.strptime(date_text, format="%Y%m%d", unit="s").cast(pa.date32()),
+        "expiration": expiration.cast(pa.date32()),
         "strike": pc.divide(strike_digits.cast(pa.int64()).cast(pa.float64()), 1000.0),
         "option_type": option_type,
     }
