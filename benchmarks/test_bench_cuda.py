@@ -103,7 +103,7 @@ def _cpu_totals(inputs) -> np.ndarray:
         host["option_code"], host["underlying_id"], inputs["spot"], zeros, zeros, empty, empty,
         np.full(n_underlyings, 100.0), -1.0, 1.0, 0.01, 1e-6, n_underlyings,
         _kernels.rows_per_block(host["strike"].size, n_underlyings), empty,
-        np.zeros(0, np.int8), np.zeros(0, np.int32), 0,
+        np.zeros(0, np.int8), np.zeros(0, np.int32), 0, np.zeros(0, np.uint8),
     )  # fmt: skip
     return sums
 
@@ -265,7 +265,7 @@ def test_cuda_break_even(benchmark):
             host["option_code"], host["underlying_id"], inputs["spot"], zeros, zeros, empty,
             empty, np.full(n_underlyings, 100.0), -1.0, 1.0, 0.01, 1e-6, n_underlyings,
             _kernels.rows_per_block(rows, n_underlyings), empty, np.zeros(0, np.int8),
-            np.zeros(0, np.int32), 0,
+            np.zeros(0, np.int32), 0, np.zeros(0, np.uint8),
         )  # fmt: skip
         cpu_time = best_of(lambda args=args: _gex_kernel.run(*args), repeat=3)
         gpu_time = best_of(lambda args=args: runner(*args), repeat=3)

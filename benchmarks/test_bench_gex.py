@@ -31,7 +31,7 @@ def _run_kernel(inputs, values_out=None):
         arrays["option_code"], arrays["underlying_id"], inputs["spot"], zeros, zeros, empty,
         empty, multiplier, -1.0, 1.0, 0.01, 1e-6, n_underlyings,
         _kernels.rows_per_block(rows, n_underlyings), empty if values_out is None else values_out,
-        np.empty(0, np.int8), np.empty(0, np.int32), 0,
+        np.empty(0, np.int8), np.empty(0, np.int32), 0, np.empty(0, np.uint8),
     )  # fmt: skip
 
 

@@ -499,7 +499,9 @@ class GexRunner:
     the device, in the kernels and in copies back is added up in :attr:`timing`
     (seconds). Per-strike group sums (when asked) are added on the host from the
     per-row values the device computed (``numpy.bincount``, in row order: still
-    deterministic, not compensated).
+    deterministic, not compensated). It does not report the sums of magnitudes that
+    bound the CPU kernel's error (its ``sum_details`` are zeros), so the CPU path's
+    exact second pass under heavy cancellation does not run here.
     """
 
     def __init__(self, config: KernelConfig) -> None:
@@ -530,8 +532,12 @@ class GexRunner:
         status_out,
         group_id,
         n_groups,
+        exact_slots,
     ):
-        """Same contract as :func:`fastgex._gex_kernel.run` (``rows_per_block`` unused)."""
+        """Same contract as :func:`fastgex._gex_kernel.run`.
+
+        ``rows_per_block`` and ``exact_slots`` are unused.
+        """
         n_rows = strike.size
         started = time.perf_counter()
         plan = tile_plan(underlying_id, n_underlyings, gex_tile_rows())
@@ -592,7 +598,8 @@ class GexRunner:
             group_sums = np.bincount(index, row_values[counted], 2 * n_out).reshape(n_out, 2)
             group_quantity = np.bincount(index, quantity[counted], 2 * n_out).reshape(n_out, 2)
             group_rows = np.bincount(groups, minlength=n_out).astype(np.int64)
-        return sums_host, counts_host, group_sums, group_quantity, group_rows
+        sum_details = np.zeros((n_underlyings, 4))
+        return sums_host, counts_host, group_sums, group_quantity, group_rows, sum_details
 
 
 # --------------------------------------------------------------------------- profile

@@ -861,7 +861,9 @@ def _numpy(batch: pa.RecordBatch, name: str, dtype) -> np.ndarray:
 
 @dataclass
 class _Accumulated:
-    sums: np.ndarray
+    sums: np.ndarray  # [underlying, call/put], each within sum_error_bound of exact
+    net: np.ndarray  # [underlying] calls + puts, from the unrounded compensated sums
+    sizes: np.ndarray  # [underlying, call/put] sums of |per-contract GEX|
     rows: np.ndarray
     drops: np.ndarray  # [underlying, reason code]
     group_sums: np.ndarray | None
@@ -972,7 +974,6 @@ def _run(
     targets=None,
     kernel=None,
 ) -> _Accumulated:
-    n_underlyings = len(prepared.names)
     kernel = kernel or _kernels.gex_kernel(config)
     work = prepared.work
     order = _grouping_order(prepared.uid_values)
@@ -985,11 +986,48 @@ def _run(
     rate = _readonly(prepared.rate)
     dividend = _readonly(prepared.dividend_yield)
     multiplier_u = _readonly(prepared.multiplier)
+    n_groups = prepared.n_groups if by_strike else 0
+
+    def accumulate(exact_slots: np.ndarray) -> _Accumulated:
+        return _accumulate_batches(
+            prepared, config, kernel, work, order, by_strike, per_contract, n_groups,
+            (call_sign, put_sign, unit.scale, min_time), (spot, rate, dividend, multiplier_u),
+            exact_slots,
+        )  # fmt: skip
+
+    accumulated = accumulate(_NO_EXACT_SLOTS)
+    loose = _kernels.needs_exact_sums(accumulated.sums, accumulated.net, accumulated.sizes)
+    if loose.any():
+        # Heavy cancellation (mixed-sign dealer positions, or calls against puts near
+        # the flip): the flagged underlyings' rows again, summed row by row.
+        exact = accumulate(loose.astype(np.uint8))
+        accumulated.sums[loose] = exact.sums[loose]
+        accumulated.net[loose] = exact.net[loose]
+        accumulated.sizes[loose] = exact.sizes[loose]
+    return accumulated
+
+
+_NO_EXACT_SLOTS = np.zeros(0, dtype=np.uint8)
+_NO_GROUP_IDS = np.zeros(0, dtype=np.int32)
+
+
+def _accumulate_batches(
+    prepared, config, kernel, work, order, by_strike, per_contract, n_groups, scalars,
+    per_underlying, exact_slots,
+) -> _Accumulated:  # fmt: skip
+    """One pass of the GEX kernel over the prepared rows, batch by batch."""
+    n_underlyings = len(prepared.names)
+    exact_pass = exact_slots.size > 0  # sums only: no groups, values or statuses
+    per_contract = per_contract and not exact_pass
+    by_strike = by_strike and not exact_pass
+    n_groups = n_groups if by_strike else 0
+    call_sign, put_sign, unit_scale, min_time = scalars
+    spot, rate, dividend, multiplier_u = per_underlying
     sums = np.zeros((n_underlyings, 2))
     compensation = np.zeros((n_underlyings, 2))
+    sizes = np.zeros((n_underlyings, 2))
     rows = np.zeros(n_underlyings, dtype=np.int64)
     drops = np.zeros((n_underlyings, len(_kernels.REASONS) + 1), dtype=np.int64)
-    n_groups = prepared.n_groups if by_strike else 0
     group_sums = group_comp = group_quantity = group_counts = None
     values_kept: list[np.ndarray] = []
     statuses_kept: list[np.ndarray] = []
@@ -1002,14 +1040,14 @@ def _run(
         # Outputs stay writable (an empty array means "not wanted").
         values = np.empty(n_rows if per_contract else 0)
         status = np.zeros(n_rows if per_contract else 0, dtype=np.int8)
-        gid = _numpy(batch, "gid", np.int32)
+        gid = _numpy(batch, "gid", np.int32) if by_strike else _NO_GROUP_IDS
         block_rows = _kernels.rows_per_block(n_rows, n_underlyings)
         if by_strike:
             block_rows = _kernels.group_rows_per_block(gid, block_rows)
         multiplier = (
             _numpy(batch, "multiplier", np.float64) if config.row_multiplier else multiplier_u
         )
-        batch_sums, batch_rows, batch_group_sums, batch_quantity, batch_group_rows = kernel(
+        outputs = kernel(
             _numpy(batch, "strike", np.float64),
             _numpy(batch, "vol", np.float64),
             _numpy(batch, "time", np.float64),
@@ -1024,7 +1062,7 @@ def _run(
             multiplier,
             call_sign,
             put_sign,
-            unit.scale,
+            unit_scale,
             min_time,
             n_underlyings,
             block_rows,
@@ -1032,9 +1070,16 @@ def _run(
             status,
             gid,
             n_groups,
+            exact_slots,
         )
-        _check_rows_accounted(prepared.names, uid, batch_rows, n_underlyings)
+        batch_sums, batch_rows, batch_group_sums, batch_quantity, batch_group_rows, details = (
+            outputs
+        )
+        if not exact_pass:  # (the exact pass visits the marked underlyings only)
+            _check_rows_accounted(prepared.names, uid, batch_rows, n_underlyings)
         _compensated_add(sums, compensation, batch_sums)
+        compensation += details[:, :2]
+        sizes += details[:, 2:]
         rows += batch_rows.sum(axis=1)
         drops += batch_rows
         if group_sums is None:  # the first batch's arrays become the totals
@@ -1056,8 +1101,13 @@ def _run(
     if group_sums is None:  # no batch had rows
         group_sums, group_quantity = np.zeros((n_groups, 2)), np.zeros((n_groups, 2))
         group_counts = np.zeros(n_groups, dtype=np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the caller
+        totals = sums + compensation
+        net = _kernels.net_of(sums, compensation)
     return _Accumulated(
-        sums=sums + compensation,
+        sums=totals,
+        net=net,
+        sizes=sizes,
         rows=rows,
         drops=drops,
         group_sums=(group_sums if group_comp is None else group_sums + group_comp)
@@ -1091,7 +1141,7 @@ def _assemble(
         {
             "underlying": pa.array([names[i] for i in real], pa.string()),
             "spot": pa.array([prepared.spot[i] for i in real], pa.float64(), from_pandas=True),
-            "total_gex": pa.array([sums[i, 0] + sums[i, 1] for i in real], pa.float64()),
+            "total_gex": pa.array([accumulated.net[i] for i in real], pa.float64()),
             "call_gex": pa.array([sums[i, 0] for i in real], pa.float64()),
             "put_gex": pa.array([sums[i, 1] for i in real], pa.float64()),
             "contracts": pa.array([accumulated.rows[i] - dropped_per[i] for i in real], pa.int64()),

@@ -18,8 +18,11 @@ Layout of the hot loop (why it looks the way it does):
   runs of one underlying, each run the same loop. Invalid rows give 0.0 and are
   counted in that loop; a run whose count falls short is walked again row by row to
   name the reason of each bad row.
-* Strip sums enter the block sums with Neumaier compensation; blocks are combined in
-  order, also compensated.
+* Within a strip, rows are summed in plain SIMD chunks of ``SUM_CHUNK`` rows; chunk sums
+  enter the strip's sums, and strip sums the block sums, with Neumaier compensation;
+  blocks are combined in order, also compensated. The sums of magnitudes returned with
+  the totals bound the chunks' error, and the caller re-sums underlyings that fail the
+  bound with ``exact_slots`` (docs/methodology.md, "Summation").
 * Invalid rows contribute exactly 0.0 and get a status code, so nothing is dropped
   silently and no NaN reaches a total.
 """
@@ -30,7 +33,7 @@ import numba
 import numpy as np
 
 from fastgex._formulas import black76_gamma, bsm_gamma
-from fastgex._jit import kernel, outlined, scalar_function
+from fastgex._jit import exact_function, kernel, outlined, scalar_function
 from fastgex._kernel_common import (
     _BAD_FORWARD,
     _BAD_GAMMA,
@@ -52,10 +55,12 @@ from fastgex._kernel_common import (
     PUT_CODE,
     REASONS,
     STRIP_ROWS,
+    SUM_CHUNK,
     _add_to,
     _finite,
     _id_range,
     _neumaier_add,
+    _two_sum,
 )
 
 # --- compile-time switches (rewritten in generated copies; keep one per line) ---
@@ -262,47 +267,102 @@ def segment_sums(
     stored_base,
     store_values,
 ):
-    """Call sum, put sum and count of counted rows over ``base .. base+length``.
+    """Compensated call and put sums, their sizes and the counted rows over ``base .. base+length``.
 
-    The rows belong to one underlying, whose parameters come in as scalars: one flat,
-    branch-free loop that LLVM vectorizes. Row ``r``'s value goes to
-    ``values_out[r - stored_base]``. Callers pass ``store_values`` as a literal,
-    so after inlining the store (and its branch) is folded in or out of the loop.
+    The rows belong to one underlying, whose parameters come in as scalars: a flat,
+    branch-free loop that LLVM vectorizes, cut in chunks of ``SUM_CHUNK`` rows. Within a
+    chunk the sums are plain (reassociated SIMD) sums, so each is off by at most
+    ``(SUM_CHUNK - 1) * 2**-53`` of the chunk's sum of magnitudes; the chunk sums enter
+    the segment's sums with Neumaier compensation. The sums of magnitudes are returned so
+    the caller can bound the error afterwards (:data:`SUM_ERROR_PER_SIZE`).
+
+    Row ``r``'s value goes to ``values_out[r - stored_base]``. Callers pass
+    ``store_values`` as a literal, so after inlining the store (and its branch) is
+    folded in or out of the loop.
+
+    Returns ``(call_total, call_compensation, put_total, put_compensation, call_size,
+    put_size, counted)``.
     """
     call_total = 0.0
+    call_compensation = 0.0
     put_total = 0.0
+    put_compensation = 0.0
+    call_size = 0.0
+    put_size = 0.0
     counted = 0
+    for chunk_start in range(numba.uint64(0), length, numba.uint64(SUM_CHUNK)):
+        chunk_stop = min(length, chunk_start + numba.uint64(SUM_CHUNK))
+        call_part = 0.0
+        put_part = 0.0
+        for offset in range(chunk_start, chunk_stop):
+            row = base + offset
+            value, valid = contract_value(
+                row,
+                strike,
+                vol,
+                time_to_expiry,
+                quantity,
+                option_code,
+                rate,
+                dividend_yield,
+                forward,
+                gamma_column,
+                multiplier,
+                spot_value,
+                rate_value,
+                dividend_value,
+                multiplier_value,
+                call_sign,
+                put_sign,
+                unit_scale,
+                min_time,
+            )
+            if store_values:
+                values_out[row - stored_base] = value
+            # Arithmetic split, not a select: it keeps the loop vectorized. Both
+            # products are exact (the weight is 0 or 1).
+            call_weight = np.float64(option_code[row])
+            call_value = value * call_weight
+            put_value = value * (1.0 - call_weight)
+            call_part += call_value
+            put_part += put_value
+            if DEALER_POSITION:
+                call_size += abs(call_value)
+                put_size += abs(put_value)
+            counted += valid
+        if not DEALER_POSITION:
+            # A named convention gives every call one sign and every put one sign, so
+            # the sums of magnitudes are the sums' magnitudes: no per-row work.
+            call_size += abs(call_part)
+            put_size += abs(put_part)
+        call_total, call_compensation = _neumaier_add(call_total, call_compensation, call_part)
+        put_total, put_compensation = _neumaier_add(put_total, put_compensation, put_part)
+    return call_total, call_compensation, put_total, put_compensation, call_size, put_size, counted
+
+
+@exact_function
+def _exact_segment_sums(values, option_code, base, length, stored_base):
+    """Neumaier sums of stored values, one row at a time.
+
+    For slots whose fast sums fail the error bound (heavy cancellation). The outputs of
+    :func:`segment_sums` but the count.
+    """
+    call_total = 0.0
+    call_compensation = 0.0
+    put_total = 0.0
+    put_compensation = 0.0
+    call_size = 0.0
+    put_size = 0.0
     for offset in range(length):
         row = base + offset
-        value, valid = contract_value(
-            row,
-            strike,
-            vol,
-            time_to_expiry,
-            quantity,
-            option_code,
-            rate,
-            dividend_yield,
-            forward,
-            gamma_column,
-            multiplier,
-            spot_value,
-            rate_value,
-            dividend_value,
-            multiplier_value,
-            call_sign,
-            put_sign,
-            unit_scale,
-            min_time,
-        )
-        if store_values:
-            values_out[row - stored_base] = value
-        # Arithmetic split, not a select: it keeps the loop vectorized.
-        call_weight = np.float64(option_code[row])
-        call_total += value * call_weight
-        put_total += value * (1.0 - call_weight)
-        counted += valid
-    return call_total, put_total, counted
+        value = values[row - stored_base]
+        if option_code[row] == CALL_CODE:
+            call_total, call_compensation = _neumaier_add(call_total, call_compensation, value)
+            call_size += abs(value)
+        else:
+            put_total, put_compensation = _neumaier_add(put_total, put_compensation, value)
+            put_size += abs(value)
+    return call_total, call_compensation, put_total, put_compensation, call_size, put_size
 
 
 @scalar_function
@@ -345,6 +405,7 @@ def run(
     status_out,
     group_id,
     n_groups,
+    exact_slots,
 ):
     """Accumulate call and put GEX per underlying (and per group); optionally per-row values.
 
@@ -353,10 +414,18 @@ def run(
     it. ``group_id`` (any finer key such as (underlying, strike), or empty for none)
     numbers the rows' groups ``0 .. n_groups-1``.
 
-    Returns ``(sums, rows, group_sums, group_quantity, group_rows)``: ``sums[u, 0]``
-    calls and ``sums[u, 1]`` puts of slot ``u``; ``rows[u, 0]`` rows of ``u`` that count
-    and ``rows[u, c]`` rows dropped with status ``c``; per group the call/put GEX, the
-    call/put quantity (open interest or dealer position) and the rows that count.
+    ``exact_slots`` (one uint8 per slot, or empty for none) asks for the exact pass:
+    only the marked slots' rows are visited, and their sums are taken row by row with
+    Neumaier compensation instead of in fast SIMD chunks (the caller's second pass for
+    slots whose fast sums fail the error bound; the other slots' outputs are zero).
+
+    Returns ``(sums, rows, group_sums, group_quantity, group_rows, sum_details)``:
+    ``sums[u, 0]`` calls and ``sums[u, 1]`` puts of slot ``u``; ``rows[u, 0]`` rows of
+    ``u`` that count and ``rows[u, c]`` rows dropped with status ``c``; per group the
+    call/put GEX, the call/put quantity (open interest or dealer position) and the rows
+    that count. ``sum_details[u]`` is ``(call_low, put_low, call_size, put_size)``:
+    ``sums[u, side] + low`` is the compensated total before its final rounding, and the
+    sizes are the sums of |row GEX| that bound the fast sums' error.
     ``values_out`` is written when its length equals the row count; ``status_out``
     (zero-filled by the caller) gets the code of each invalid row. Pass empty arrays
     to skip either.
@@ -399,6 +468,8 @@ def run(
     n_partials = block_offset[n_blocks]
     partial_sums = np.zeros((n_partials, 2))
     partial_compensation = np.zeros((n_partials, 2))
+    partial_size = np.zeros((n_partials, 2))
+    any_exact = exact_slots.size == n_underlyings
     # Rows per (slot, status): column 0 counts the rows that count, column c > 0 the
     # rows dropped with status c. Small (slots x reasons), so every count is exact
     # and no per-row status array is needed unless the caller wants one.
@@ -419,9 +490,9 @@ def run(
         partial_group_rows[group_offset[block] : group_offset[block + 1]] = 0
         # Where the per-row values go: the caller's array, else (when groups need
         # them) a strip-sized scratch that stays in L1.
-        scratch = np.empty(STRIP_ROWS if want_groups and not write_values else 0)
+        scratch = np.empty(STRIP_ROWS if (want_groups or any_exact) and not write_values else 0)
         stored = values_out if write_values else scratch
-        store_values = write_values or want_groups
+        store_values = write_values or want_groups or any_exact
         for strip_start in range(block_start, block_stop, STRIP_ROWS):
             # Unsigned indices: numba then skips its negative-index wraparound
             # check, which otherwise stops LLVM from vectorizing these loops.
@@ -440,6 +511,9 @@ def run(
                     stop = start + numba.uint64(1)
                     while stop < length and underlying_id[base + stop] == underlying:
                         stop += numba.uint64(1)
+                if any_exact and exact_slots[underlying] == 0:
+                    start = stop  # the exact pass sums the marked slots only
+                    continue
                 spot_value = spot[underlying]
                 rate_value = rate[underlying] if not ROW_CARRY else 0.0
                 dividend_value = dividend_yield[underlying] if not ROW_CARRY else 0.0
@@ -447,7 +521,7 @@ def run(
                 # Two calls that differ only in the last argument, on purpose: a literal
                 # True/False lets the per-row store be compiled out of the hot loop.
                 if store_values:
-                    call_total, put_total, counted = segment_sums(
+                    sums_out = segment_sums(
                         base + start,
                         stop - start,
                         strike,
@@ -473,7 +547,7 @@ def run(
                         True,
                     )
                 else:
-                    call_total, put_total, counted = segment_sums(
+                    sums_out = segment_sums(
                         base + start,
                         stop - start,
                         strike,
@@ -498,24 +572,16 @@ def run(
                         stored_base,
                         False,
                     )
+                counted = sums_out[6]
                 slot = partial_base + underlying
-                _add_to(partial_sums, partial_compensation, slot, 0, call_total)
-                _add_to(partial_sums, partial_compensation, slot, 1, put_total)
-                partial_rows[slot, 0] += counted
-                if counted == stop - start:
-                    if want_groups:
-                        for offset in range(start, stop):
-                            row = base + offset
-                            _add_group_row(
-                                partial_group,
-                                partial_group_rows,
-                                group_base + group_id[row],
-                                option_code[row],
-                                stored[row - stored_base],
-                                quantity[row],
-                            )
-                else:
-                    # Some rows did not count: name the reason of each, row by row.
+                if counted != stop - start:
+                    # Some rows did not count: walk the segment row by row, naming the
+                    # reason of each bad row. Its sums and count come from this walk
+                    # alone, so every row is counted or dropped in exactly one place even
+                    # where the two compiled copies of the formula disagree at the edge
+                    # of float64.
+                    counted = 0
+                    walked = np.zeros(6)  # call, its compensation, put, ..., the sizes
                     for offset in range(start, stop):
                         row = base + offset
                         value, valid = contract_value_row(
@@ -539,7 +605,17 @@ def run(
                             unit_scale,
                             min_time,
                         )
+                        if store_values:
+                            stored[row - stored_base] = value if valid != 0 else 0.0
                         if valid != 0:
+                            counted += 1
+                            side = 0 if option_code[row] == CALL_CODE else 1
+                            total, compensation = _neumaier_add(
+                                walked[2 * side], walked[2 * side + 1], value
+                            )
+                            walked[2 * side] = total
+                            walked[2 * side + 1] = compensation
+                            walked[4 + side] += abs(value)
                             if want_groups:
                                 _add_group_row(
                                     partial_group,
@@ -569,14 +645,54 @@ def run(
                         partial_rows[slot, status] += 1
                         if write_status:
                             status_out[row] = status
+                    sums_out = (
+                        walked[0], walked[1], walked[2], walked[3], walked[4], walked[5], counted
+                    )  # fmt: skip
+                else:
+                    if any_exact and exact_slots[underlying] != 0:
+                        exact = _exact_segment_sums(
+                            stored, option_code, base + start, stop - start, stored_base
+                        )
+                        sums_out = (
+                            exact[0], exact[1], exact[2], exact[3], exact[4], exact[5], counted
+                        )  # fmt: skip
+                    if want_groups:
+                        for offset in range(start, stop):
+                            row = base + offset
+                            _add_group_row(
+                                partial_group,
+                                partial_group_rows,
+                                group_base + group_id[row],
+                                option_code[row],
+                                stored[row - stored_base],
+                                quantity[row],
+                            )
+                partial_rows[slot, 0] += counted
+                call_total, call_low, put_total, put_low, call_size, put_size, _ = sums_out
+                _add_to(partial_sums, partial_compensation, slot, 0, call_total)
+                _add_to(partial_sums, partial_compensation, slot, 1, put_total)
+                partial_compensation[slot, 0] += call_low
+                partial_compensation[slot, 1] += put_low
+                partial_size[slot, 0] += call_size
+                partial_size[slot, 1] += put_size
                 start = stop
     sums = np.zeros((n_underlyings, 2))
     compensation = np.zeros((n_underlyings, 2))
     rows = np.zeros((n_underlyings, len(REASONS) + 1), dtype=np.int64)
+    sum_details = np.zeros((n_underlyings, 4))
     _combine(block_first, block_offset, partial_sums, partial_compensation, sums, compensation)
     for block in range(n_blocks):
         for slot in range(block_offset[block], block_offset[block + 1]):
-            rows[block_first[block] + slot - block_offset[block]] += partial_rows[slot]
+            target = block_first[block] + slot - block_offset[block]
+            rows[target] += partial_rows[slot]
+            sum_details[target, 2] += partial_size[slot, 0]
+            sum_details[target, 3] += partial_size[slot, 1]
+    totals = np.empty((n_underlyings, 2))
+    for target in range(n_underlyings):
+        for side in range(2):
+            totals[target, side], sum_details[target, side] = _two_sum(
+                sums[target, side], compensation[target, side]
+            )
     n_out_groups = n_groups if want_groups else 0
     group_sums = np.empty((n_out_groups, 2))
     group_quantity = np.empty((n_out_groups, 2))
@@ -610,11 +726,12 @@ def run(
             for side in range(2):
                 group_sums[group, side] += correction[group - chunk_first, side]
     return (
-        sums + compensation,
+        totals,
         rows,
         group_sums,
         group_quantity,
         group_rows,
+        sum_details,
     )
 
 

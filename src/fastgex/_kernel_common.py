@@ -35,6 +35,13 @@ UNKNOWN_TYPE_CODE = -1
 MISSING_CODE = -2
 
 STRIP_ROWS = 512
+#: Rows per plain (SIMD) partial sum inside a strip; the partials are added compensated.
+SUM_CHUNK = 128
+#: Bound on the error of a fast compensated total, per unit of its sum of magnitudes:
+#: each plain chunk sum of m <= SUM_CHUNK terms is off by at most (m - 1) * 2**-53 of the
+#: chunk's magnitudes, in any order of addition; the compensated additions after it add
+#: about 2 * 2**-53 of the total itself (see fastgex._gex.sum_error_bound).
+SUM_ERROR_PER_SIZE = SUM_CHUNK * 2.0**-53
 BLOCK_ROWS = 1 << 16
 #: Groups merged per parallel task when per-block group partials are combined.
 GROUP_CHUNK = 4096
@@ -102,6 +109,15 @@ def _neumaier_add(total: float, compensation: float, value: float) -> tuple[floa
     else:
         compensation += (value - new_total) + total
     return new_total, compensation
+
+
+@exact_function
+def _two_sum(first: float, second: float) -> tuple[float, float]:
+    """``(total, low)`` with ``total = fl(first + second)`` and ``total + low`` exact (Knuth)."""
+    total = first + second
+    second_part = total - first
+    low = (first - (total - second_part)) + (second - second_part)
+    return total, low
 
 
 @scalar_function

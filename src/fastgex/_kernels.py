@@ -35,6 +35,7 @@ from fastgex._kernel_common import (
     MISSING_CODE,
     REASONS,
     STATUS,
+    SUM_ERROR_PER_SIZE,
     UNKNOWN_TYPE_CODE,
     KernelConfig,
     _id_range,
@@ -45,14 +46,18 @@ __all__ = [
     "MISSING_CODE",
     "REASONS",
     "STATUS",
+    "SUM_ERROR_PER_SIZE",
     "UNKNOWN_TYPE_CODE",
     "KernelConfig",
     "contract_gamma",
     "gex_kernel",
     "group_rows_per_block",
+    "needs_exact_sums",
+    "net_of",
     "rows_per_block",
     "segmented_cumsum",
     "spot_by_underlying",
+    "sum_error_bound",
 ]
 
 _SWITCHES = {
@@ -64,6 +69,51 @@ _SWITCHES = {
     "HAS_TIME": "has_time",
     "UNIT_POWER": "unit_power",
 }
+
+
+#: Fast totals whose error bound exceeds this fraction of their value are summed again,
+#: row by row with compensation: the totals' promised accuracy is 1e-12 relative to the
+#: exact sum of the per-contract values (math.fsum), this leaves a margin for the
+#: final roundings.
+SUM_RELATIVE_TOLERANCE = 5e-13
+
+
+def sum_error_bound(size: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Bound on the error of the kernel's fast compensated totals.
+
+    Parameters
+    ----------
+    size : numpy.ndarray
+        Sums of |per-contract GEX| (the kernel's ``sum_details`` sizes).
+    total : numpy.ndarray
+        The totals themselves.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``SUM_ERROR_PER_SIZE * size + 4 * 2**-53 * |total|``: the plain chunk sums'
+        worst case plus the compensated additions that follow.
+    """
+    return SUM_ERROR_PER_SIZE * size + 4 * 2.0**-53 * np.abs(total)
+
+
+def needs_exact_sums(sums: np.ndarray, net: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Slots whose call, put or net total may be off by more than the tolerance."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported elsewhere
+        side_bound = sum_error_bound(sizes, sums)
+        net_bound = side_bound.sum(axis=1)
+        loose = (side_bound > SUM_RELATIVE_TOLERANCE * np.abs(sums)).any(axis=1)
+        loose |= net_bound > SUM_RELATIVE_TOLERANCE * np.abs(net)
+    return loose & np.isfinite(sizes).all(axis=1) & (sizes.sum(axis=1) > 0)
+
+
+def net_of(sums: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Calls + puts from two double-double sides (high ``sums``, ``low`` parts), rounded once."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        high = sums[:, 0] + sums[:, 1]
+        call_part = high - sums[:, 0]
+        error = (sums[:, 0] - (high - call_part)) + (sums[:, 1] - call_part)
+        return high + (error + (low[:, 0] + low[:, 1]))
 
 
 @cache

@@ -15,7 +15,7 @@ import numpy as np
 
 from fastgex._formulas import black76_gamma, bsm_gamma
 from fastgex._jit import c_function, kernel, scalar_function
-from fastgex._kernels import KernelConfig, gex_kernel, rows_per_block
+from fastgex._kernels import KernelConfig, gex_kernel, needs_exact_sums, net_of, rows_per_block
 from fastgex.conventions import Unit
 
 #: Dealer signs (calls, puts) per convention code of ``fastgex.h`` (enum order).
@@ -76,6 +76,8 @@ def gamma_rows_serial(spot, strike, vol, time_to_expiry, rate, dividend_yield, o
 _NO_GROUPS = np.empty(0, dtype=np.int32)
 _NO_STATUS = np.empty(0, dtype=np.int8)
 _EMPTY = np.empty(0)
+_NO_EXACT = np.empty(0, dtype=np.uint8)
+_EXACT = np.ones(1, dtype=np.uint8)
 
 
 def _slot(value: float) -> np.ndarray:
@@ -109,7 +111,7 @@ def contract_gex(
     run = gex_kernel(KernelConfig(unit_power=unit_choice.price_power))
     call_sign, put_sign = CONVENTION_SIGNS[convention]
     underlying_id = np.zeros(n_rows, dtype=np.int32)
-    sums, rows, _, _, _ = run(
+    arguments = (
         strike,
         vol,
         time_to_expiry,
@@ -133,7 +135,12 @@ def contract_gex(
         _NO_GROUPS,
         0,
     )
-    return float(sums[0, 0] + sums[0, 1]), int(n_rows - rows[0, 0])
+    sums, rows, _, _, _, details = run(*arguments, _NO_EXACT)
+    net = net_of(sums, details[:, :2])
+    if needs_exact_sums(sums, net, details[:, 2:])[0]:  # heavy cancellation: exact pass
+        sums, rows, _, _, _, details = run(*arguments, _EXACT)
+        net = net_of(sums, details[:, :2])
+    return float(net[0]), int(n_rows - rows[0, 0])
 
 
 _GAMMA_SIGNATURE = numba.float64(
