@@ -139,7 +139,7 @@ def read_chain(
         raise ValueError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
     if iv not in ("keep", "solve"):
         raise ValueError(f"iv must be 'keep' or 'solve', not {iv!r}")
-    table = canonicalize(_to_table(source, format), columns)
+    table = canonicalize(_without_empty_chunks(_to_table(source, format)), columns)
     if iv == "solve":
         from fastgex.greeks import implied_vol  # lazy: greeks imports this module
 
@@ -193,6 +193,23 @@ def canonicalize(table: pa.Table, columns: Mapping[str, str] | None = None) -> p
     return table.rename_columns(new_names).replace_schema_metadata(table.schema.metadata)
 
 
+def _without_empty_chunks(table: pa.Table) -> pa.Table:
+    """``table`` without its zero-length chunks (no data is copied).
+
+    An empty slice that crossed the Arrow C data interface can arrive with an offset but
+    no data buffer (found by the C ABI fuzzer); pyarrow's ``take`` and
+    ``combine_chunks`` then fail on the column with "buffer slice would exceed buffer
+    length". Empty chunks hold nothing, so they are dropped before anything reads them.
+    """
+    if not any(len(chunk) == 0 for column in table.columns for chunk in column.chunks):
+        return table
+    columns = [
+        pa.chunked_array([chunk for chunk in column.chunks if len(chunk)], type=column.type)
+        for column in table.columns
+    ]
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
 def _to_table(source: Any, format: str) -> pa.Table:
     if isinstance(source, pa.Table):
         return source
@@ -231,7 +248,11 @@ def _read_path(path: Path, format: str) -> pa.Table:
 
 def _read_path_as(path: Path, format: str) -> tuple[pa.Table, str]:
     try:
-        return _read_path_with(path, format)
+        table, chosen = _read_path_with(path, format)
+        # A corrupt file can read into arrays with too-small buffers or offsets past their
+        # data; full validation (one pass over the data) turns a later crash into an error.
+        table.validate(full=True)
+        return table, chosen
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except (pa.ArrowException, OSError, UnicodeDecodeError) as error:

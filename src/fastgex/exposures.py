@@ -901,16 +901,19 @@ def hedge_flow(
         n_slots = len(names) * len(bucket_labels)
         valid = valid & (bucket_of_row >= 0)
 
-    def totals(values: np.ndarray) -> np.ndarray:
+    def totals(shares: np.ndarray, greek: np.ndarray) -> np.ndarray:
+        # Invalid rows may hold NaN/inf greeks; their products are masked out here, so
+        # computing them must not warn either (found by fuzzing, docs/reliability.md).
         with np.errstate(invalid="ignore", over="ignore"):
+            values = shares * greek
             sums, _, _ = _exposure_kernels.side_sums(
                 np.where(valid, values, 0.0), contracts.is_call, valid,
                 slots.astype(np.int32), np.empty(0, np.int32), n_slots, 0,
             )  # fmt: skip
         return sums.sum(axis=1)
 
-    base_delta = totals(contracts.shares * contracts.greeks["delta"])
-    gamma = totals(contracts.shares * contracts.greeks["gamma"])
+    base_delta = totals(contracts.shares, contracts.greeks["delta"])
+    gamma = totals(contracts.shares, contracts.greeks["gamma"])
     counted = np.bincount(slots, weights=valid, minlength=n_slots)
     rows = np.bincount(contracts.uid, minlength=len(names))
     real = reported_underlyings(names, rows)
@@ -923,7 +926,7 @@ def hedge_flow(
     base_price = prepared.spot
     out: dict[str, list] = {name: [] for name in HEDGE_FLOW_SCHEMA.names}
     out["bucket"] = []
-    changes = [totals(contracts.shares * moved_delta) - base_delta for moved_delta in per_move]
+    changes = [totals(contracts.shares, moved_delta) - base_delta for moved_delta in per_move]
     for slot, index, label in per_slot:
         for move, change in zip(moves, changes, strict=True):
             spot_value = base_price[index]
