@@ -1001,9 +1001,15 @@ def _run(
         # Heavy cancellation (mixed-sign dealer positions, or calls against puts near
         # the flip): the flagged underlyings' rows again, summed row by row.
         exact = accumulate(loose.astype(np.uint8))
-        accumulated.sums[loose] = exact.sums[loose]
+        # Only the totals that failed their bound are replaced: a side that passed keeps
+        # its fast sum, so e.g. flipping one side's sign (short_all against the default)
+        # still flips the reported call or put total exactly.
+        with np.errstate(over="ignore", invalid="ignore"):
+            side_bound = _kernels.sum_error_bound(accumulated.sizes, accumulated.sums)
+            loose_side = side_bound > _kernels.SUM_RELATIVE_TOLERANCE * np.abs(accumulated.sums)
+        loose_side &= loose[:, None]
+        accumulated.sums[loose_side] = exact.sums[loose_side]
         accumulated.net[loose] = exact.net[loose]
-        accumulated.sizes[loose] = exact.sizes[loose]
     return accumulated
 
 

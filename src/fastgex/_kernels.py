@@ -47,6 +47,7 @@ __all__ = [
     "REASONS",
     "STATUS",
     "SUM_ERROR_PER_SIZE",
+    "SUM_RELATIVE_TOLERANCE",
     "UNKNOWN_TYPE_CODE",
     "KernelConfig",
     "contract_gamma",
