@@ -996,7 +996,10 @@ def _run(
         )  # fmt: skip
 
     accumulated = accumulate(_NO_EXACT_SLOTS)
-    loose = _kernels.needs_exact_sums(accumulated.sums, accumulated.net, accumulated.sizes)
+    loose_sides, loose_net = _kernels.loose_totals(
+        accumulated.sums, accumulated.net, accumulated.sizes
+    )
+    loose = loose_sides.any(axis=1) | loose_net
     if loose.any():
         # Heavy cancellation (mixed-sign dealer positions, or calls against puts near
         # the flip): the flagged underlyings' rows again, summed row by row.
@@ -1004,11 +1007,7 @@ def _run(
         # Only the totals that failed their bound are replaced: a side that passed keeps
         # its fast sum, so e.g. flipping one side's sign (short_all against the default)
         # still flips the reported call or put total exactly.
-        with np.errstate(over="ignore", invalid="ignore"):
-            side_bound = _kernels.sum_error_bound(accumulated.sizes, accumulated.sums)
-            loose_side = side_bound > _kernels.SUM_RELATIVE_TOLERANCE * np.abs(accumulated.sums)
-        loose_side &= loose[:, None]
-        accumulated.sums[loose_side] = exact.sums[loose_side]
+        accumulated.sums[loose_sides] = exact.sums[loose_sides]
         accumulated.net[loose] = exact.net[loose]
     return accumulated
 

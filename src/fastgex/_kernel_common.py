@@ -40,7 +40,7 @@ SUM_CHUNK = 128
 #: Bound on the error of a fast compensated total, per unit of its sum of magnitudes:
 #: each plain chunk sum of m <= SUM_CHUNK terms is off by at most (m - 1) * 2**-53 of the
 #: chunk's magnitudes, in any order of addition; the compensated additions after it add
-#: about 2 * 2**-53 of the total itself (see fastgex._gex.sum_error_bound).
+#: about 2 * 2**-53 of the total itself (see fastgex._kernels.sum_error_bound).
 SUM_ERROR_PER_SIZE = SUM_CHUNK * 2.0**-53
 BLOCK_ROWS = 1 << 16
 #: Groups merged per parallel task when per-block group partials are combined.

@@ -53,6 +53,7 @@ __all__ = [
     "contract_gamma",
     "gex_kernel",
     "group_rows_per_block",
+    "loose_totals",
     "needs_exact_sums",
     "net_of",
     "rows_per_block",
@@ -98,14 +99,29 @@ def sum_error_bound(size: np.ndarray, total: np.ndarray) -> np.ndarray:
     return SUM_ERROR_PER_SIZE * size + 4 * 2.0**-53 * np.abs(total)
 
 
-def needs_exact_sums(sums: np.ndarray, net: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Slots whose call, put or net total may be off by more than the tolerance."""
+def loose_totals(
+    sums: np.ndarray, net: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The totals that may be off by more than :data:`SUM_RELATIVE_TOLERANCE` of themselves.
+
+    Returns ``(loose_sides, loose_net)``: flags for the call/put totals (slots x 2) and
+    for the net totals (slots).
+
+    Slots with no magnitude (no rows, or all zero) and non-finite sizes (overflow, an
+    error reported elsewhere) are never loose.
+    """
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported elsewhere
         side_bound = sum_error_bound(sizes, sums)
-        net_bound = side_bound.sum(axis=1)
-        loose = (side_bound > SUM_RELATIVE_TOLERANCE * np.abs(sums)).any(axis=1)
-        loose |= net_bound > SUM_RELATIVE_TOLERANCE * np.abs(net)
-    return loose & np.isfinite(sizes).all(axis=1) & (sizes.sum(axis=1) > 0)
+        checkable = np.isfinite(sizes).all(axis=1) & (sizes.sum(axis=1) > 0)
+        loose_sides = (side_bound > SUM_RELATIVE_TOLERANCE * np.abs(sums)) & checkable[:, None]
+        loose_net = (side_bound.sum(axis=1) > SUM_RELATIVE_TOLERANCE * np.abs(net)) & checkable
+    return loose_sides, loose_net
+
+
+def needs_exact_sums(sums: np.ndarray, net: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Slots whose call, put or net total may be off by more than the tolerance."""
+    loose_sides, loose_net = loose_totals(sums, net, sizes)
+    return loose_sides.any(axis=1) | loose_net
 
 
 def net_of(sums: np.ndarray, low: np.ndarray) -> np.ndarray:
