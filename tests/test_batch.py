@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -188,11 +189,16 @@ proxy = pa.proxy_memory_pool(pa.default_memory_pool())
 pa.set_memory_pool(proxy)  # every Arrow allocation from here on is counted
 tracemalloc.start()  # Python objects and numpy buffers
 if mode == "stream":
-    result = batch.stream_gex(path, batch_size=batch_size)
+    total = batch.stream_gex(path, batch_size=batch_size).total()
+elif mode == "keys":  # the job's listing of partitions by two data columns
+    keys = batch._partition_keys(
+        ds.dataset(path, format="parquet"), ["snapshot_time", "underlying"]
+    )
+    total = sum(rows for _, rows, _ in keys)
 else:
-    result = fastgex.gex(ds.dataset(path, format="parquet").to_table())
+    total = fastgex.gex(ds.dataset(path, format="parquet").to_table()).total()
 peak = tracemalloc.get_traced_memory()[1] + proxy.max_memory()
-print(json.dumps({"peak": peak, "total": result.total()}))
+print(json.dumps({"peak": peak, "total": total}))
 sys.stdout.flush()
 os._exit(0)  # the proxy pool must outlive every buffer: skip interpreter teardown
 """
@@ -238,6 +244,12 @@ def test_stream_peak_memory_is_bounded_by_the_batch(tmp_path):
     assert streamed["total"] == pytest.approx(in_memory["total"], rel=1e-12)
     assert streamed["peak"] < cap, (streamed["peak"], cap)
     assert in_memory["peak"] > cap * 5, (in_memory["peak"], cap)  # the probe sees the data
+    # listing a job's partitions by data columns reads them a batch at a time too (the
+    # whole key columns alone, snapshot_time and underlying, are over the cap)
+    listed = _peak(tmp_path, "keys", 8192)
+    assert listed["total"] == table.num_rows
+    key_bytes = table.select(["snapshot_time", "underlying"]).nbytes
+    assert listed["peak"] < cap < key_bytes, (listed["peak"], cap, key_bytes)
 
 
 # --------------------------------------------------------------------------- batch jobs
@@ -294,13 +306,13 @@ def test_batch_job_writes_every_table_per_partition(history, clean_run):
     dataset = ds.dataset(path, format="parquet", partitioning="hive")
     totals = batch.read_results(clean_run, "totals")
     levels_table = batch.read_results(clean_run, "levels")
-    assert sorted(set(totals.column("date").to_pylist())) == [str(day) for day in DAYS]
+    assert sorted(set(totals.column("date").to_pylist())) == DAYS  # typed as in the input
     for day in DAYS:
         partition = dataset.to_table(filter=pc.field("date") == str(day))
         expected = batch.compute_partition(partition, **JOB_OPTIONS)
         for name, expected_table in expected.items():
             got = batch.read_results(clean_run, name)
-            got = got.filter(pc.field("date") == str(day)).drop_columns(["date"])
+            got = got.filter(pc.field("date") == day).drop_columns(["date"])
             assert got.equals(
                 expected_table.drop_columns(
                     ["date"],
@@ -310,7 +322,7 @@ def test_batch_job_writes_every_table_per_partition(history, clean_run):
             ), name
         # and the totals are those of the plain in-memory call on that day
         in_memory = fastgex.gex(table.filter(pc.field("date") == day))
-        day_totals = totals.filter(pc.field("date") == str(day))
+        day_totals = totals.filter(pc.field("date") == day)
         assert (
             day_totals.column("underlying").to_pylist()
             == in_memory.by_underlying.column("underlying").to_pylist()
@@ -375,26 +387,127 @@ def test_batch_by_date_and_dictionary_underlying(history, clean_run, tmp_path):
     )
 
 
+def test_batch_by_data_column_reads_only_the_files_holding_each_key(tmp_path):
+    """Partitions by a column inside the files: each is read from its own files only."""
+    table = sample.sample_market(6000, n_underlyings=6, seed=3)
+    names = pc.cast(table.column("underlying"), pa.string())
+    table = table.set_column(table.schema.get_field_index("underlying"), "underlying", names)
+    table = table.sort_by("underlying")  # so each file holds one or two underlyings
+    ds.write_dataset(table, tmp_path / "data", format="parquet", max_rows_per_file=1000,
+                     max_rows_per_group=1000)  # fmt: skip
+    dataset = ds.dataset(tmp_path / "data", format="parquet")
+    files = {fragment.path for fragment in dataset.get_fragments()}
+    listed = batch._partition_keys(dataset, ["underlying"])
+    names = sorted(set(table.column("underlying").to_pylist()))
+    assert [key for key, _, _ in listed] == [(("underlying", name),) for name in names]
+    for key, rows, paths in listed:
+        holding = {
+            fragment.path
+            for fragment in dataset.get_fragments()
+            if key[0][1]
+            in pq.read_table(fragment.path, columns=["underlying"]).column("underlying").to_pylist()
+        }
+        assert set(paths) == holding and len(holding) < len(files)
+        assert rows == pc.sum(pc.equal(table.column("underlying"), key[0][1])).as_py()
+    report = batch.run_batch(
+        tmp_path / "data", tmp_path / "out", partition_by=["underlying"], n_levels=11
+    )
+    assert report.ok and report.done == len(names) and report.rows == table.num_rows
+    totals = batch.read_results(tmp_path / "out", "totals").sort_by("underlying")
+    expected = fastgex.gex(table).by_underlying
+    assert totals.column("underlying").to_pylist() == expected.column("underlying").to_pylist()
+    assert totals.column("contracts").equals(expected.column("contracts"))
+    np.testing.assert_allclose(
+        totals.column("total_gex").to_numpy(), expected.column("total_gex").to_numpy(), rtol=1e-12
+    )
+    # a file gone between the listing and the work: that partition fails, clearly
+    gone = batch._process_partition(
+        os.fspath(tmp_path / "data"), listed[0][0], os.fspath(tmp_path / "gone"), {},
+        (*listed[0][2], "/nowhere/part-9.parquet"),
+    )  # fmt: skip
+    assert gone["status"] == "failed" and "gone from the dataset" in gone["error"]
+
+
+def test_batch_keys_keep_their_types(tmp_path):
+    """Date and timestamp hive keys are typed; results read back with the input's types."""
+    rows = []
+    for index, (day, hour) in enumerate([(8, 15), (8, 20), (9, 15)]):
+        snapshot = dt.datetime(2024, 1, day, hour, 30, tzinfo=dt.timezone.utc)
+        part = sample.sample_market(600, n_underlyings=2, seed=index, snapshot_time=snapshot)
+        columns = {
+            "date": pa.array([snapshot.date()] * part.num_rows, pa.date32()),
+            "taken": pa.array([snapshot] * part.num_rows, pa.timestamp("us", tz="UTC")),
+            "venue": pa.array([index % 2] * part.num_rows, pa.int64()),
+        }
+        for name, column in columns.items():
+            part = part.append_column(name, column)
+        rows.append(part)
+    table = pa.concat_tables(rows)
+    ds.write_dataset(table, tmp_path / "data", format="parquet", partitioning=["date", "taken"],
+                     partitioning_flavor="hive")  # fmt: skip
+    opened = batch._open_dataset(tmp_path / "data")
+    assert opened.schema.field("date").type == pa.date32()
+    assert opened.schema.field("taken").type == pa.timestamp("us", tz="UTC")
+    report = batch.run_batch(
+        tmp_path / "data", tmp_path / "out", partition_by=["date", "taken", "venue"], n_levels=11
+    )
+    assert report.ok and report.done == 3
+    totals = batch.read_results(tmp_path / "out", "totals")
+    assert totals.schema.field("date").type == pa.date32()
+    assert totals.schema.field("taken").type == pa.timestamp("us", tz="UTC")
+    assert totals.schema.field("venue").type == pa.int64()
+    got = totals.group_by(["date", "taken", "venue"]).aggregate([("contracts", "sum")])
+    want = table.group_by(["date", "taken", "venue"]).aggregate([])
+    assert got.sort_by("taken").select(["date", "taken", "venue"]).equals(want.sort_by("taken"))
+    # text that only looks like a date stays text
+    for value in ("2024-01-08", "2024-13-45"):
+        directory = tmp_path / "odd" / f"day={value}"
+        directory.mkdir(parents=True)
+        pq.write_table(table.slice(0, 10).drop_columns(["date", "taken"]), directory / "a.parquet")
+    assert batch._open_dataset(tmp_path / "odd").schema.field("day").type == pa.string()
+
+
 def test_batch_injected_failure_then_resume(history, clean_run, tmp_path, monkeypatch):
-    real = batch.compute_partition
-    calls = []
+    """A partition that raises (any error) or cannot be written is reported, as on Dask;
+    the others complete, and a rerun computes only the failed ones."""
+    real_compute, real_write = batch.compute_partition, batch._atomic_write
+    calls, writes = [], []
 
     def failing(table, **options):
         calls.append(table.num_rows)
         if len(calls) == 3:
             raise RuntimeError("injected crash")
-        return real(table, **options)
+        return real_compute(table, **options)
+
+    def full_disk(path, write):
+        writes.append(path)
+        if len(writes) == 3 + 2:  # the job file, the keys file, then a partition's 3rd table
+            raise OSError(28, "No space left on device")
+        return real_write(path, write)
 
     monkeypatch.setattr(batch, "compute_partition", failing)
-    with pytest.raises(RuntimeError, match="injected"):
-        batch.run_batch(history[0], tmp_path, **JOB_OPTIONS)
-    assert len(list((tmp_path / "_done").rglob("_SUCCESS.json"))) == 2
-    monkeypatch.setattr(batch, "compute_partition", real)
+    monkeypatch.setattr(batch, "_atomic_write", full_disk)
     report = batch.run_batch(history[0], tmp_path, **JOB_OPTIONS)
-    assert (report.done, report.skipped) == (len(DAYS) - 2, 2)
+    assert (report.done, len(report.failed), report.ok) == (len(DAYS) - 2, 2, False)
+    assert dict(report.failed) == {
+        f"date={DAYS[0]}": "OSError: [Errno 28] No space left on device",
+        f"date={DAYS[2]}": "RuntimeError: injected crash",
+    }
+    done = {marker.parent.name for marker in (tmp_path / "_done").rglob("_SUCCESS.json")}
+    assert done == {f"date={DAYS[1]}", f"date={DAYS[3]}"}
+    monkeypatch.setattr(batch, "compute_partition", real_compute)
+    monkeypatch.setattr(batch, "_atomic_write", real_write)
+    report = batch.run_batch(history[0], tmp_path, **JOB_OPTIONS)
+    assert (report.done, report.skipped, report.ok) == (2, len(DAYS) - 2, True)
     assert _part_files(tmp_path) == _part_files(clean_run)
     for name, table in _all_tables(tmp_path).items():
         assert_tables_close(table, _all_tables(clean_run)[name], label=name)
+
+
+def test_batch_unknown_option_fails_before_any_work(history, tmp_path):
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['n_level'\]"):
+        batch.run_batch(history[0], tmp_path / "out", n_level=21)
+    assert not (tmp_path / "out").exists()
 
 
 def test_batch_bad_partition_is_reported_not_fatal(tmp_path):
@@ -437,9 +550,9 @@ def test_batch_killed_process_resumes_without_loss_or_duplicates(tmp_path):
     path = _write_history(tmp_path / "data", _history(days, 3000, 6))
     out, clean = tmp_path / "out", tmp_path / "clean"
     arguments = ["batch", str(path), "--buckets", "--levels", "21", "--no-progress"]
-    # the job file, then 7 tables and a marker per partition: die inside the third one
+    # the job and keys files, then 7 tables and a marker per partition: die inside the 3rd
     per_partition = len(batch.RESULT_TABLES) + 1
-    kill_at = 1 + 2 * per_partition + 3
+    kill_at = 2 + 2 * per_partition + 3
     # The clean run first: it also compiles (and caches on disk) every kernel the job
     # needs, so the killed process does not compile them again under a timeout.
     assert main([*arguments, "--out", str(clean)]) == 0
@@ -456,9 +569,7 @@ def test_batch_killed_process_resumes_without_loss_or_duplicates(tmp_path):
     assert len(torn) == 1 and f"date={days[2]}" in str(torn[0])  # the killed write
     assert len(list(out.glob(f"*/date={days[2]}/part-0.parquet"))) == 2  # no marker though
     # the killed partition's finished files do not count until its marker exists
-    assert set(batch.read_results(out, "totals").column("date").to_pylist()) == {
-        str(day) for day in days[:2]
-    }
+    assert set(batch.read_results(out, "totals").column("date").to_pylist()) == set(days[:2])
     assert main([*arguments, "--out", str(out), "--json"]) == 0
     assert _part_files(out) == _part_files(clean)
     for name, table in _all_tables(out).items():
@@ -503,9 +614,9 @@ def test_partition_function_matches_the_job(history, clean_run):
     """The Arrow-in / Arrow-out function that Spark's applyInArrow calls."""
     dataset = ds.dataset(history[0], format="parquet", partitioning="hive")
     function = batch.partition_function("levels", ["date"], **JOB_OPTIONS)
-    day = str(DAYS[1])
+    day = str(DAYS[1])  # a plain hive dataset reads date=... directories as text
     got = function(dataset.to_table(filter=pc.field("date") == day))
-    written = batch.read_results(clean_run, "levels").filter(pc.field("date") == day)
+    written = batch.read_results(clean_run, "levels").filter(pc.field("date") == DAYS[1])
     assert got.column_names[0] == "date" and set(got.column("date").to_pylist()) == {day}
     assert got.drop_columns(["date"]).equals(written.drop_columns(["date"]))
     with pytest.raises(ValueError, match="table_name"):
@@ -533,7 +644,7 @@ def test_spark_apply_in_arrow_matches_the_job(history, clean_run, monkeypatch):
         result = frame.groupBy("date").applyInArrow(function, schema).toArrow()
     finally:
         spark.stop()
-    result = result.set_column(0, "date", pc.cast(result.column("date"), pa.string()))
+    assert result.schema.field("date").type == pa.date32()  # Spark types date=... as dates
     keys = [("date", "ascending"), ("underlying", "ascending")]
     expected = batch.read_results(clean_run, "totals")
     expected = expected.select(result.column_names).sort_by(keys)

@@ -26,6 +26,7 @@ import enum
 import inspect
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,7 +42,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from fastgex import _kernels
-from fastgex._errors import ChainError, InvalidRowsError
+from fastgex._errors import ChainError
 from fastgex._gex import (
     BY_STRIKE_SCHEMA,
     BY_UNDERLYING_SCHEMA,
@@ -75,6 +76,8 @@ _NULL_SEGMENT = "__HIVE_DEFAULT_PARTITION__"
 _DONE = "_done"
 _MARKER = "_SUCCESS.json"
 _JOB_FILE = "_job.json"
+#: The partition keys' Arrow types (a schema, no rows), so results read back typed.
+_KEYS_FILE = "_keys.arrow"
 _PART_FILE = "part-0.parquet"
 #: The tables a batch job writes (``by_strike_expiry`` only for chains with dates).
 RESULT_TABLES = (
@@ -94,7 +97,63 @@ RESULT_TABLES = (
 def _open_dataset(source: Any) -> ds.Dataset:
     if isinstance(source, ds.Dataset):
         return source
-    return ds.dataset(os.fspath(source), format="parquet", partitioning="hive")
+    path = os.fspath(source)
+    dataset = ds.dataset(path, format="parquet", partitioning="hive")
+    typed = _typed_hive_schema(dataset)
+    if typed is None:
+        return dataset
+    return ds.dataset(path, format="parquet", partitioning=ds.partitioning(typed, flavor="hive"))
+
+
+#: Hive values read as dates (``2024-01-08``) or timestamps (``2024-01-08 15:30:00+00:00``).
+_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIMESTAMP_TEXT = re.compile(
+    r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?P<zone>Z|[+-]\d{2}:\d{2})?"
+)
+
+
+def _typed_hive_schema(dataset: ds.Dataset) -> pa.Schema | None:
+    """The hive key schema with date-like string keys typed, or None if none is.
+
+    pyarrow infers hive keys as int32 or string only, so ``date=2024-01-08`` would come
+    back as text; a key whose every value is an ISO date (or timestamp) becomes
+    ``date32`` (or ``timestamp[us]``, in UTC when the values carry an offset).
+    """
+    partitioning = getattr(dataset, "partitioning", None)
+    if partitioning is None or not isinstance(dataset, ds.FileSystemDataset):
+        return None
+    schema = partitioning.schema
+    texts: dict[str, set[str]] = {
+        item.name: set() for item in schema if pa.types.is_string(item.type)
+    }
+    if not texts:
+        return None
+    for fragment in dataset.get_fragments():
+        for name, value in ds.get_partition_keys(fragment.partition_expression).items():
+            if name in texts and value is not None:
+                texts[name].add(value)
+    fields = []
+    changed = False
+    for item in schema:
+        values = texts.get(item.name)
+        if values and all(_DATE_TEXT.fullmatch(value) for value in values):
+            item = item.with_type(pa.date32())
+        elif values and all(_TIMESTAMP_TEXT.fullmatch(value) for value in values):
+            zones = {_TIMESTAMP_TEXT.fullmatch(value)["zone"] is None for value in values}
+            if len(zones) > 1:
+                fields.append(item)  # a mix of zoned and naive times: left as text
+                continue
+            item = item.with_type(pa.timestamp("us", tz=None if zones.pop() else "UTC"))
+        else:
+            fields.append(item)
+            continue
+        try:
+            pc.cast(pa.array(sorted(values)), item.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            item = item.with_type(pa.string())  # e.g. 2024-13-45: not a date after all
+        changed = changed or not pa.types.is_string(item.type)
+        fields.append(item)
+    return pa.schema(fields) if changed else None
 
 
 def iter_batches(source: Any, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
@@ -565,21 +624,78 @@ def _filter(dataset: ds.Dataset, key: Sequence[tuple[str, Any]]) -> ds.Expressio
     return expression
 
 
-def _partition_keys(
-    dataset: ds.Dataset, partition_by: Sequence[str]
-) -> list[tuple[tuple[tuple[str, Any], ...], int]]:
-    """Every distinct partition key with its row count, in sorted order."""
-    keys = dataset.to_table(columns=list(partition_by))
-    columns = {}
-    for name in partition_by:
-        column = keys.column(name)
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        columns[name] = column
-    counts = pa.table(columns).group_by(list(partition_by)).aggregate([([], "count_all")])
-    rows = counts.to_pylist()
-    rows.sort(key=lambda row: tuple((row[name] is None, row[name]) for name in partition_by))
-    return [(tuple((name, row[name]) for name in partition_by), row["count_all"]) for row in rows]
+#: One partition of a job: its key, its row count and the files holding its rows
+#: (None for an in-memory dataset).
+_Partition = tuple[tuple[tuple[str, Any], ...], int, "tuple[str, ...] | None"]
+
+
+def _partition_keys(dataset: ds.Dataset, partition_by: Sequence[str]) -> list[_Partition]:
+    """Every distinct partition key with its row count and files, in sorted key order.
+
+    Memory is bounded by one batch of the key columns plus one entry per distinct key:
+    a file whose hive path fixes every key is counted from its Parquet footer without
+    reading a row; other files have only their key columns read, a batch at a time.
+    """
+    names = list(partition_by)
+    found: dict[tuple[Any, ...], list[Any]] = {}  # key values -> [rows, {paths}]
+
+    def add(values: tuple[Any, ...], rows: int, path: str | None) -> None:
+        entry = found.setdefault(values, [0, set()])
+        entry[0] += rows
+        if path is not None:
+            entry[1].add(path)
+
+    def scan(part: ds.Dataset, path: str | None) -> None:
+        for piece in part.to_batches(
+            columns=names, batch_readahead=0, fragment_readahead=0, use_threads=False
+        ):
+            columns = {}
+            for name in names:
+                column = piece.column(name)
+                if pa.types.is_dictionary(column.type):
+                    column = column.cast(column.type.value_type)
+                columns[name] = column
+            counts = pa.table(columns).group_by(names).aggregate([([], "count_all")])
+            for row in counts.to_pylist():
+                add(tuple(row[name] for name in names), row["count_all"], path)
+
+    if isinstance(dataset, ds.FileSystemDataset):
+        hive_names = set(_hive_keys(dataset))
+        for fragment in dataset.get_fragments():
+            if fragment.partition_expression is not None and set(names) <= hive_names:
+                values = ds.get_partition_keys(fragment.partition_expression)
+                if set(names) <= set(values):
+                    add(tuple(values[name] for name in names), fragment.count_rows(), fragment.path)
+                    continue
+            one_file = ds.FileSystemDataset(
+                [fragment], dataset.schema, dataset.format, dataset.filesystem
+            )
+            scan(one_file, fragment.path)
+    else:
+        scan(dataset, None)
+    ordered = sorted(found.items(), key=lambda item: [(value is None, value) for value in item[0]])
+    return [
+        (
+            tuple(zip(names, values, strict=True)),
+            rows,
+            tuple(sorted(paths)) if isinstance(dataset, ds.FileSystemDataset) else None,
+        )
+        for values, (rows, paths) in ordered
+    ]
+
+
+def _partition_dataset(dataset: ds.Dataset, paths: Sequence[str] | None) -> ds.Dataset:
+    """The dataset restricted to the files that hold a partition's rows."""
+    if paths is None or not isinstance(dataset, ds.FileSystemDataset):
+        return dataset
+    wanted = set(paths)
+    fragments = [fragment for fragment in dataset.get_fragments() if fragment.path in wanted]
+    if len(fragments) != len(wanted):
+        raise ChainError(
+            f"{len(wanted) - len(fragments)} file(s) of this partition are gone from the "
+            "dataset since the job listed it"
+        )
+    return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
 
 
 def _hive_keys(dataset: ds.Dataset) -> list[str]:
@@ -626,13 +742,19 @@ def _write_json(path: Path, payload: dict) -> None:
     _atomic_write(path, write)
 
 
-def _options_record(levels_options: dict[str, Any]) -> dict[str, Any]:
-    """The job's effective options (defaults filled in, enums by value) as JSON data."""
-    merged: dict[str, Any] = {}
+def _option_defaults() -> dict[str, Any]:
+    """The keywords a job accepts (those of :func:`fastgex.levels` and :func:`fastgex.gex`)."""
+    defaults: dict[str, Any] = {}
     for function in (gex, levels):
         for name, parameter in inspect.signature(function).parameters.items():
             if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
-                merged[name] = parameter.default
+                defaults[name] = parameter.default
+    return defaults
+
+
+def _options_record(levels_options: dict[str, Any]) -> dict[str, Any]:
+    """The job's effective options (defaults filled in, enums by value) as JSON data."""
+    merged = _option_defaults()
     merged.update(levels_options)
 
     def plain(value: Any) -> Any:
@@ -641,32 +763,47 @@ def _options_record(levels_options: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(merged, sort_keys=True, default=plain))
 
 
+def _failure(where: str, error: BaseException) -> dict[str, Any]:
+    """The summary of a failed partition: the same wording locally and on Dask."""
+    return {
+        "partition": where,
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "rows": 0,
+    }
+
+
 def _process_partition(
     source: Any,
     key: tuple[tuple[str, Any], ...],
     out: str,
     levels_options: dict[str, Any],
+    paths: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Read, compute and write one partition; the unit of work locally and on Dask."""
+    """Read, compute and write one partition; the unit of work locally and on Dask.
+
+    Any error of the partition's own (bad data, a file gone, a full disk) is returned as
+    a failed summary, so one bad partition never stops the others; a rerun retries it.
+    """
     out_path = Path(out)
     where = partition_path(key)
     marker = out_path / _DONE / where / _MARKER
     if marker.exists():  # done by an attempt that died before reporting back
         return {"partition": where, "status": "skipped", "rows": 0}
     started = time.perf_counter()
-    dataset = _open_dataset(source)
-    table = dataset.to_table(filter=_filter(dataset, key))
     try:
+        dataset = _partition_dataset(_open_dataset(source), paths)
+        table = dataset.to_table(filter=_filter(dataset, key))
         tables = compute_partition(table, **levels_options)
-    except (ChainError, InvalidRowsError, ValueError) as error:
-        return {"partition": where, "status": "failed", "error": str(error), "rows": 0}
-    names = [name for name, _ in key]
-    for table_name, result in tables.items():
-        result = result.drop_columns([name for name in names if name in result.column_names])
-        _atomic_write(
-            out_path / table_name / where / _PART_FILE,
-            lambda temp, result=result: pq.write_table(result, temp),
-        )
+        names = [name for name, _ in key]
+        for table_name, result in tables.items():
+            result = result.drop_columns([name for name in names if name in result.column_names])
+            _atomic_write(
+                out_path / table_name / where / _PART_FILE,
+                lambda temp, result=result: pq.write_table(result, temp),
+            )
+    except Exception as error:  # reported per partition: see the docstring
+        return _failure(where, error)
     _write_json(
         marker,
         {
@@ -697,6 +834,25 @@ def _check_job(out: Path, record: dict[str, Any]) -> None:
             )
     else:
         _write_json(job_file, record)
+
+
+def _write_key_schema(out: Path, schema: pa.Schema, partition_by: Sequence[str]) -> None:
+    """Record the keys' types once, for :func:`read_results` (hive paths are text)."""
+    path = out / _KEYS_FILE
+    if path.exists():
+        return
+    fields = []
+    for name in partition_by:
+        item = schema.field(name)
+        if pa.types.is_dictionary(item.type):
+            item = item.with_type(item.type.value_type)
+        fields.append(item)
+
+    def write(temp: Path) -> None:
+        with pa.OSFile(os.fspath(temp), "wb") as sink, pa.ipc.new_file(sink, pa.schema(fields)):
+            pass
+
+    _atomic_write(path, write)
 
 
 def run_batch(
@@ -765,17 +921,24 @@ def run_batch(
     missing = [name for name in partition_by if name not in opened.schema.names]
     if missing:
         raise ValueError(f"partition_by columns {missing} are not in the dataset")
+    unknown = sorted(set(levels_options) - set(_option_defaults()))
+    if unknown:  # caught here, not once per partition on the workers
+        raise TypeError(
+            f"unknown option(s) {unknown}: a batch job takes the keywords of fastgex.levels "
+            "and fastgex.gex"
+        )
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
     _check_job(out_path, {"partition_by": partition_by, "options": _options_record(levels_options)})
+    _write_key_schema(out_path, opened.schema, partition_by)
     keys = _partition_keys(opened, partition_by)
     pending = [
-        (key, rows)
-        for key, rows in keys
-        if not (out_path / _DONE / partition_path(key) / _MARKER).exists()
+        partition
+        for partition in keys
+        if not (out_path / _DONE / partition_path(partition[0]) / _MARKER).exists()
     ]
     skipped = len(keys) - len(pending)
-    bar = Progress(sum(rows for _, rows in pending), len(pending), enabled=progress)
+    bar = Progress(sum(rows for _, rows, _ in pending), len(pending), enabled=progress)
     source = dataset if isinstance(dataset, ds.Dataset) else os.fspath(dataset)
     if scheduler == "local":
         summaries = _run_local(pending, source, out_path, levels_options, bar)
@@ -804,8 +967,8 @@ def run_batch(
 
 def _run_local(pending, source, out: Path, levels_options, bar: Progress) -> list[dict]:
     summaries = []
-    for key, rows in pending:
-        summaries.append(_process_partition(source, key, os.fspath(out), levels_options))
+    for key, rows, paths in pending:
+        summaries.append(_process_partition(source, key, os.fspath(out), levels_options, paths))
         bar.update(rows=rows, partitions=1)
     return summaries
 
@@ -841,10 +1004,11 @@ def _run_dask(
                 key,
                 os.fspath(out),
                 levels_options,
+                paths,
                 key=f"fastgex-partition-{run}-{index}",
                 pure=False,
             ): (key, rows)
-            for index, (key, rows) in enumerate(pending)
+            for index, (key, rows, paths) in enumerate(pending)
         }
         summaries = []
         for future in distributed.as_completed(futures):
@@ -852,10 +1016,7 @@ def _run_dask(
             try:
                 summaries.append(future.result())
             except Exception as error:  # e.g. KilledWorker: the others go on; a rerun retries
-                where = partition_path(key)
-                message = f"{type(error).__name__}: {error}"
-                summaries.append({"partition": where, "status": "failed", "error": message})
-                summaries[-1]["rows"] = 0
+                summaries.append(_failure(partition_path(key), error))
             bar.update(rows=rows, partitions=1)
         return summaries
     finally:
@@ -880,7 +1041,8 @@ def read_results(out: str | os.PathLike, table: str) -> pa.Table:
     -------
     pyarrow.Table
         The rows of every done partition, with the partition keys as columns (read
-        from the hive paths), partitions in sorted order.
+        from the hive paths, with the types the keys had in the input dataset),
+        partitions in sorted order.
     """
     out_path = Path(out)
     done_root = out_path / _DONE
@@ -893,10 +1055,16 @@ def read_results(out: str | os.PathLike, table: str) -> pa.Table:
             files.append(os.fspath(path))
     if not files:
         raise FileNotFoundError(f"no done partition of {table!r} under {out_path}")
+    keys_file = out_path / _KEYS_FILE
+    if keys_file.exists():  # the keys' own types; a job written before this file: inferred
+        with pa.OSFile(os.fspath(keys_file), "rb") as source:
+            partitioning = ds.partitioning(pa.ipc.open_file(source).schema, flavor="hive")
+    else:
+        partitioning = ds.partitioning(flavor="hive")
     dataset = ds.dataset(
         files,
         format="parquet",
-        partitioning=ds.partitioning(flavor="hive"),
+        partitioning=partitioning,
         partition_base_dir=os.fspath(out_path / table),
     )
     return dataset.to_table()
