@@ -1,8 +1,8 @@
 """Batch jobs and streaming at scale (issue 7): contracts/s, local vs Dask, and scaling.
 
-Ratios in one run: the Dask LocalCluster (1 and 2 worker processes) vs one process on
-the same job, the same rows in few vs many partitions, and streaming vs the in-memory
-call. One process already uses every core (the kernels are Numba-parallel), so on a
+Ratios in one run: the Dask LocalCluster (1, 2 and 4 worker processes) vs one process
+on the same job, the same rows in 4, 16 and 64 partitions, and streaming vs the
+in-memory call. One process already uses every core (the kernels are Numba-parallel), so on a
 small machine Dask adds process overhead without adding cores; it pays off across
 machines. Every job's output is checked against the single-process run.
 """
@@ -66,11 +66,9 @@ def test_batch_local_vs_dask(benchmark, tmp_path):
     report = benchmark.pedantic(lambda: _job(dataset, tmp_path)[0], rounds=2, iterations=1)
     local = min(benchmark.stats.stats.min, report.seconds)
     results = {"local_contracts_per_s": rows / local}
-    for n_workers in (1, 2):
+    for n_workers in (1, 2, 4):  # 4 oversubscribes a 2-core machine: shows the cost
         with (
-            distributed.LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-            ) as cluster,
+            batch.local_cluster(n_workers) as cluster,  # the cores split between the workers
             distributed.Client(cluster) as client,
         ):
             _job(dataset, tmp_path, scheduler="dask", client=client)  # warm the workers
@@ -95,25 +93,37 @@ def test_batch_local_vs_dask(benchmark, tmp_path):
     results["dask2_over_dask1"] = (
         results["dask2_contracts_per_s"] / results["dask1_contracts_per_s"]
     )
+    results["dask4_over_dask2"] = (
+        results["dask4_contracts_per_s"] / results["dask2_contracts_per_s"]
+    )
     record("batch local vs dask (12 partitions x 60k rows)", rows=rows, **results)
 
 
 def test_batch_partition_scaling(benchmark, tmp_path):
-    """The same 480k rows as 4 or as 16 date partitions: the per-partition overhead."""
-    few = _history(tmp_path / "few", n_days=4, rows_per_day=120_000, n_underlyings=300)
-    many = _history(tmp_path / "many", n_days=16, rows_per_day=30_000, n_underlyings=75)
-    rows_few = ds.dataset(few, format="parquet").count_rows()
-    rows_many = ds.dataset(many, format="parquet").count_rows()
-    assert rows_few == rows_many
-    _job(few, tmp_path)
-    benchmark.pedantic(lambda: _job(few, tmp_path), rounds=2, iterations=1)
-    few_seconds = benchmark.stats.stats.min
-    many_seconds = best_of(lambda: _job(many, tmp_path), repeat=2)
+    """The same 480k rows as 4, 16 or 64 date partitions: the per-partition overhead."""
+    layouts = {
+        count: _history(
+            tmp_path / f"p{count}",
+            n_days=count,
+            rows_per_day=480_000 // count,
+            n_underlyings=1200 // count,
+        )
+        for count in (4, 16, 64)
+    }
+    rows = {
+        count: ds.dataset(path, format="parquet").count_rows() for count, path in layouts.items()
+    }
+    assert len(set(rows.values())) == 1
+    _job(layouts[4], tmp_path)
+    benchmark.pedantic(lambda: _job(layouts[4], tmp_path), rounds=2, iterations=1)
+    seconds = {4: benchmark.stats.stats.min}
+    for count in (16, 64):
+        seconds[count] = best_of(lambda count=count: _job(layouts[count], tmp_path), repeat=2)
     record(
         "batch partitions (480k rows)",
-        few_partitions_contracts_per_s=rows_few / few_seconds,
-        many_partitions_contracts_per_s=rows_many / many_seconds,
-        many_over_few=few_seconds / many_seconds,
+        **{f"p{count}_contracts_per_s": rows[count] / seconds[count] for count in seconds},
+        p16_over_p4=seconds[4] / seconds[16],
+        p64_over_p4=seconds[4] / seconds[64],
     )
 
 

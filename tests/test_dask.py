@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -166,3 +167,17 @@ def test_dask_default_local_cluster(history, local_run, tmp_path):
     assert report.ok and report.done == len(DAYS)
     for name, table in _tables(tmp_path).items():
         assert_tables_close(table, _tables(local_run)[name], label=name)
+
+
+def test_local_cluster_splits_the_cores_between_workers(monkeypatch):
+    """The job's own LocalCluster gives each worker cores // workers Numba threads."""
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    with batch.local_cluster(2) as cluster, distributed.Client(cluster) as dask_client:
+        threads = dask_client.run(lambda: __import__("numba").config.NUMBA_NUM_THREADS)
+    assert len(threads) == 2
+    assert set(threads.values()) == {max(1, (os.cpu_count() or 1) // 2)}
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # a setting of the user's is kept
+    with batch.local_cluster(1) as cluster, distributed.Client(cluster) as dask_client:
+        assert set(
+            dask_client.run(lambda: __import__("numba").config.NUMBA_NUM_THREADS).values()
+        ) == {1}

@@ -60,6 +60,7 @@ __all__ = [
     "BatchReport",
     "compute_partition",
     "iter_batches",
+    "local_cluster",
     "partition_function",
     "partition_path",
     "read_results",
@@ -973,6 +974,36 @@ def _run_local(pending, source, out: Path, levels_options, bar: Progress) -> lis
     return summaries
 
 
+def local_cluster(n_workers: int = 2) -> Any:
+    """A Dask LocalCluster sized for fastgex jobs on this machine.
+
+    Worker processes with one task thread each (the kernels are Numba-parallel) and the
+    machine's cores split between them (``NUMBA_NUM_THREADS`` = cores // workers, at
+    least 1; a ``NUMBA_NUM_THREADS`` already set in the environment is kept), so the
+    workers do not oversubscribe the cores.
+
+    Parameters
+    ----------
+    n_workers : int
+        Worker processes.
+
+    Returns
+    -------
+    distributed.LocalCluster
+        Close it (or use it as a context manager) when done.
+    """
+    import distributed
+
+    threads = os.environ.get("NUMBA_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // n_workers))
+    return distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",  # any free port: 8787 may be taken by another cluster
+        env={"NUMBA_NUM_THREADS": threads},
+    )
+
+
 def _run_dask(
     pending, source, out: Path, levels_options, bar, address, client, n_workers
 ) -> list[dict]:
@@ -986,12 +1017,7 @@ def _run_dask(
     own_client = client is None
     if client is None:
         if address is None:
-            cluster = distributed.LocalCluster(
-                n_workers=n_workers or 2,
-                threads_per_worker=1,  # the kernels are parallel already
-                processes=True,
-                dashboard_address=":0",  # any free port: 8787 may be taken by another cluster
-            )
+            cluster = local_cluster(n_workers or 2)
             client = distributed.Client(cluster)
         else:
             client = distributed.Client(address)
