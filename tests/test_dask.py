@@ -162,8 +162,9 @@ def test_dask_task_error_is_reported_and_the_rest_completes(history, local_run, 
 
 
 def test_dask_default_local_cluster(history, local_run, tmp_path):
-    """No client and no address: run_batch starts (and closes) its own LocalCluster."""
-    report = batch.run_batch(history, tmp_path, scheduler="dask", n_workers=1, **OPTIONS)
+    """No client and no address: run_batch starts (and closes) its own LocalCluster
+    (two workers, one Numba thread each here): the same tables as the local run."""
+    report = batch.run_batch(history, tmp_path, scheduler="dask", n_workers=2, **OPTIONS)
     assert report.ok and report.done == len(DAYS)
     for name, table in _tables(tmp_path).items():
         assert_tables_close(table, _tables(local_run)[name], label=name)
