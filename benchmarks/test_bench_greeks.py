@@ -17,8 +17,8 @@ from scipy.special import ndtr
 
 from conftest import best_of, kernel_inputs, record
 from fastgex import _greeks_kernel
+from fastgex._greeks import _solve
 from fastgex._greeks_formulas import GREEK_ORDER
-from fastgex.greeks import _solve
 
 ROWS = 4_000_000
 UNDERLYINGS = 1_600

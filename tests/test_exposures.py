@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastgex
+from fastgex import EXPOSURE_UNITS, ExposureKind, exposures, hedge_flow
 from fastgex import reference_greeks as ref
-from fastgex.exposures import EXPOSURE_UNITS, ExposureKind, exposures, hedge_flow
 from fastgex.sample import sample_chain, sample_market
 
 RTOL = 1e-10

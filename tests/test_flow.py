@@ -1,4 +1,4 @@
-"""Flow between two snapshots (:func:`fastgex.flow.flow`) against a plain-Python reference.
+"""Flow between two snapshots (:func:`fastgex.flow`) against a plain-Python reference.
 
 The reference matches contracts in a dict and prices them with
 :mod:`fastgex.reference_greeks`; times to expiry are computed here from settlement at
@@ -20,8 +20,8 @@ import pyarrow as pa
 import pytest
 
 import fastgex
+from fastgex import flow
 from fastgex import reference_greeks as ref
-from fastgex.flow import flow
 
 NEW_YORK = ZoneInfo("America/New_York")
 PREVIOUS_TIME = dt.datetime(2026, 1, 5, 11, 0, tzinfo=NEW_YORK)
@@ -243,8 +243,8 @@ def test_flow_cli(tmp_path):
 def test_flow_series_is_the_pairwise_flows(tmp_path):
     import pyarrow.parquet as pq
 
+    from fastgex import flow_series
     from fastgex.cli import main
-    from fastgex.flow import flow_series
 
     first = _snapshot(9)
     second = _moved(first, spot_move=0.01, vol_move=0.005, seed=2)

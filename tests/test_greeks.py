@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastgex import ALL_GREEKS, GREEK_UNITS, GreekUnits, greeks
 from fastgex import reference_greeks as ref
 from fastgex._fastmath import fast_erfc, mills_ratio, norm_cdf
-from fastgex.greeks import ALL_GREEKS, GREEK_UNITS, GreekUnits, greeks
 
 ALL = ("price", *ALL_GREEKS)
 mpmath.mp.dps = 40

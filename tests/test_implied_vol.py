@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastgex
+from fastgex import implied_vol
 from fastgex import reference_greeks as ref
-from fastgex.greeks import implied_vol
 
 mpmath.mp.dps = 30
 TOLERANCE = 1e-10

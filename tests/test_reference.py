@@ -775,3 +775,27 @@ def test_reproduces_published_zero_gamma_level():
         totals[crossing + 1] - totals[crossing]
     )
     assert abs(zero_gamma - 4734.0) < 3.0
+
+
+# -- the package namespace ---------------------------------------------------------------
+
+
+def test_no_public_name_shadows_a_submodule():
+    """A public top-level name that is not a module has no submodule of the same name.
+
+    ``from fastgex.greeks import greeks`` in ``__init__`` would rebind ``fastgex.greeks``
+    from the module to the function; such modules are private (``_greeks.py``).
+    """
+    import types
+
+    import fastgex
+
+    package = Path(fastgex.__file__).resolve().parent
+    public = {name for name in dir(fastgex) if not name.startswith("_")} | set(fastgex.__all__)
+    shadowed = sorted(
+        name
+        for name in public
+        if not isinstance(getattr(fastgex, name), types.ModuleType)
+        and ((package / f"{name}.py").exists() or (package / name).is_dir())
+    )
+    assert shadowed == []

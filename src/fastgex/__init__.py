@@ -14,17 +14,38 @@ reference implementation in :mod:`fastgex.reference`.
 from fastgex._chain import read_chain
 from fastgex._errors import ChainError, InvalidRowsError
 from fastgex._exposure_profile import ExposureProfileResult, exposure_profile
+from fastgex._exposures import (
+    EXPOSURE_UNIT_FACTORS,
+    EXPOSURE_UNITS,
+    ExposureKind,
+    ExposureResult,
+    HedgeFlowResult,
+    exposures,
+    hedge_flow,
+)
+from fastgex._flow import FLOW_SCHEMA, FlowResult, flow, flow_series
 from fastgex._gex import GexResult, gex
+from fastgex._greeks import (
+    ALL_GREEKS,
+    GREEK_UNITS,
+    GreeksResult,
+    GreekUnits,
+    ImpliedVolResult,
+    greeks,
+    implied_vol,
+)
 from fastgex._levels import LevelsResult, ProfileResult, levels, profile
 from fastgex.conventions import Convention, DayCount, GammaSource, Unit
-from fastgex.exposures import ExposureKind, ExposureResult, HedgeFlowResult, exposures, hedge_flow
-from fastgex.flow import FlowResult, flow
-from fastgex.greeks import GreeksResult, GreekUnits, ImpliedVolResult, greeks, implied_vol
 from fastgex.regime import Regime, RegimeThresholds, classify_regime, measure_skew, skew_zscore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_GREEKS",
+    "EXPOSURE_UNITS",
+    "EXPOSURE_UNIT_FACTORS",
+    "FLOW_SCHEMA",
+    "GREEK_UNITS",
     "ChainError",
     "Convention",
     "DayCount",
@@ -49,6 +70,7 @@ __all__ = [
     "exposure_profile",
     "exposures",
     "flow",
+    "flow_series",
     "gex",
     "greeks",
     "hedge_flow",

@@ -141,7 +141,7 @@ def read_chain(
         raise ValueError(f"iv must be 'keep' or 'solve', not {iv!r}")
     table = canonicalize(_without_empty_chunks(_to_table(source, format)), columns)
     if iv == "solve":
-        from fastgex.greeks import implied_vol  # lazy: greeks imports this module
+        from fastgex._greeks import implied_vol  # lazy: greeks imports this module
 
         solved = implied_vol(table, **dict(iv_options or {}))
         if "implied_vol" in table.column_names:

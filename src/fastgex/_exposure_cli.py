@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from fastgex._chain import FORMATS
+from fastgex._exposures import EXPOSURE_UNIT_FACTORS, ExposureKind
 from fastgex._gex import _jsonable
 from fastgex.cli import (
     _add_chain_options,
@@ -23,7 +24,6 @@ from fastgex.cli import (
     _write_table,
 )
 from fastgex.conventions import Convention
-from fastgex.exposures import EXPOSURE_UNIT_FACTORS, ExposureKind
 
 #: Every unit of some exposure kind (``exposures`` checks the kind's own).
 _EXPOSURE_UNITS = list(dict.fromkeys(unit for units in EXPOSURE_UNIT_FACTORS.values()
@@ -31,7 +31,7 @@ _EXPOSURE_UNITS = list(dict.fromkeys(unit for units in EXPOSURE_UNIT_FACTORS.val
 
 
 def _options(args: argparse.Namespace) -> dict:
-    """Keywords of :func:`fastgex.exposures.exposures` from the shared chain options."""
+    """Keywords of :func:`fastgex.exposures` from the shared chain options."""
     if args.gamma_source != "model":
         raise ValueError("exposures use model greeks: --gamma-source column is not supported")
     if args.device != "cpu":
@@ -51,7 +51,7 @@ def _options(args: argparse.Namespace) -> dict:
 
 def _cmd_exposures(args: argparse.Namespace) -> int:
     from fastgex import exposure_profile
-    from fastgex.exposures import exposures
+    from fastgex._exposures import exposures
 
     out_path = _out_path(args.out)
     options = _options(args)  # first: its errors name exposures, not the profile
@@ -161,7 +161,7 @@ def _moves(text: str) -> tuple[float, ...]:
 
 
 def _cmd_hedge_flow(args: argparse.Namespace) -> int:
-    from fastgex.exposures import hedge_flow
+    from fastgex._exposures import hedge_flow
 
     result = hedge_flow(Path(args.chain), _moves(args.moves), **_options(args))
     if args.json:
@@ -178,7 +178,7 @@ def _cmd_hedge_flow(args: argparse.Namespace) -> int:
 
 
 def _cmd_flow(args: argparse.Namespace) -> int:
-    from fastgex.flow import flow, flow_series
+    from fastgex._flow import flow, flow_series
 
     if len(args.snapshots) < 2:
         raise ValueError("flow needs two snapshots (PREV CURR), or more for a series")

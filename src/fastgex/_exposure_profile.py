@@ -23,6 +23,16 @@ import pyarrow.compute as pc
 from fastgex import _levels_kernels
 from fastgex._chain import read_chain
 from fastgex._errors import ChainError
+from fastgex._exposures import (
+    ExposureKind,
+    ExposureResult,
+    _exposure_pass,
+    _parse_kind,
+    _parse_unit,
+    _prepare_chain,
+    _RowInputs,
+    exposures,
+)
 from fastgex._gex import _column_numpy, _readonly, reported_underlyings
 from fastgex._levels import (
     DEFAULT_LEVELS,
@@ -33,16 +43,6 @@ from fastgex._levels import (
     _views,
 )
 from fastgex._targets import resolve_targets
-from fastgex.exposures import (
-    ExposureKind,
-    ExposureResult,
-    _exposure_pass,
-    _parse_kind,
-    _parse_unit,
-    _prepare_chain,
-    _RowInputs,
-    exposures,
-)
 
 __all__ = ["ExposureProfileResult", "exposure_profile"]
 

@@ -6,7 +6,7 @@ helpers of :mod:`fastgex._fastmath`). They assume validated inputs (positive pri
 strike, vol and time, finite rates); the kernels validate and count.
 
 Everything comes out in *raw* units (per 1.0 of vol, per year, per 1.0 of rate);
-:mod:`fastgex.greeks` applies the documented unit scales.
+:func:`fastgex.greeks` applies the documented unit scales.
 
 The normal CDF never calls ``erfc``: with the Mills ratio ``R`` (see
 :func:`fastgex._fastmath.mills_ratio`) ``N(-|d|) = n(d) R(|d|)``, so one exponential

@@ -337,7 +337,7 @@ def plot_series(
     label : str, optional
         The y-axis label (default: the value column's name).
     underlying : str, optional
-        With an ``underlying`` column (e.g. :func:`fastgex.flow.flow_series`, plotted with
+        With an ``underlying`` column (e.g. :func:`fastgex.flow_series`, plotted with
         ``time="current_snapshot_time", value="hedge_flow", regime=None``): the one to
         draw; required when the table holds several.
     ax : matplotlib.axes.Axes, optional

@@ -72,7 +72,7 @@ VOL_POINT = 0.01
 
 
 class ExposureKind(str, enum.Enum):
-    """Which dealer exposure :func:`exposures` sums (units in the module docstring)."""
+    """Which dealer exposure :func:`exposures` sums (units: :data:`EXPOSURE_UNIT_FACTORS`)."""
 
     DEX = "dex"
     GEX = "gex"

@@ -268,7 +268,7 @@ def greeks(
     spot, snapshot_time, rate, dividend_yield, day_count, settlement, settlement_tz
         As for :func:`fastgex.gex`.
     units : {"trader", "raw"} or GreekUnits
-        How greeks are quoted (the scales are ``fastgex.greeks.GREEK_UNITS``).
+        How greeks are quoted (the scales are ``fastgex.GREEK_UNITS``).
     min_time_to_expiry : float
         Floor in years on the time used in the formulas (default one minute); expired
         rows (time <= 0) are not computed.

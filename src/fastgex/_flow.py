@@ -33,9 +33,9 @@ import pyarrow.compute as pc
 
 from fastgex import _exposure_kernels
 from fastgex._errors import ChainError
+from fastgex._exposures import _Contracts, _contracts
 from fastgex._gex import DEFAULT_MIN_TIME_TO_EXPIRY, _column_numpy
 from fastgex.conventions import Convention, DayCount, parse_convention
-from fastgex.exposures import _Contracts, _contracts
 
 __all__ = ["FLOW_SCHEMA", "FlowResult", "flow", "flow_series"]
 
@@ -282,7 +282,7 @@ def flow(
     ):
         out[name] = np.bincount(ids, weights=mask, minlength=n_ids).astype(np.int64)
     table = pa.table(out, schema=FLOW_SCHEMA).sort_by([("underlying", "ascending")])
-    from fastgex.exposures import _dropped_table
+    from fastgex._exposures import _dropped_table
 
     return FlowResult(
         by_underlying=table,
