@@ -438,6 +438,13 @@ def test_calls_cancelling_puts_net_total_matches_fsum():
     exact = math.fsum(values)
     assert abs(exact) < 1e-6 * math.fsum(np.abs(values))  # the case is one of cancellation
     assert abs(row["total_gex"] - exact) <= 1e-12 * abs(exact), (row["total_gex"], exact)
+    # Per bucket / view and in levels too: the net comes from the compensated sides, not
+    # from adding the two rounded side totals (which is off by ~3e-3 relative here).
+    (bucket,) = fastgex.gex(table, spot=100.0, rate=0.0, views=("all",)).by_bucket.to_pylist()
+    (level,) = fastgex.levels(table, spot=100.0, rate=0.0, n_levels=11).levels.to_pylist()
+    assert abs(bucket["call_gex"] + bucket["put_gex"] - exact) > 1e-6 * abs(exact)
+    for total in (bucket["total_gex"], level["total_gex"]):
+        assert abs(total - exact) <= 1e-12 * abs(exact), (total, exact)
 
 
 def test_exact_pass_runs_only_where_the_bound_fails():

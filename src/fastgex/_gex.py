@@ -472,7 +472,8 @@ def _add_targets(
     bits = None
     if prepared.group_class_bits is not None:
         bits = prepared.group_class_bits[prepared.group_expiry]
-    sums = target_sums(prepared, accumulated, targets, order, bits)
+    all_target = targets.names.index("all") if by_strike and "all" in targets.names else -1
+    sums = target_sums(prepared, accumulated, targets, order, bits, copy_target=all_target)
     position, target = np.nonzero(sums.contracts)  # (underlying, target) order
     calls = sums.totals[position, target, 0]
     puts = sums.totals[position, target, 1]
@@ -483,7 +484,7 @@ def _add_targets(
                 pa.array(prepared.names, pa.string()), pa.array(order_ids[position])
             ),
             "bucket": pc.take(pa.array(targets.names, pa.string()), pa.array(target)),
-            "total_gex": calls + puts,
+            "total_gex": sums.totals[position, target, 2],  # from the unrounded sides
             "call_gex": calls,
             "put_gex": puts,
             "contracts": sums.contracts[position, target],
@@ -497,8 +498,8 @@ def _add_targets(
     }
     by_strike_table = None
     if by_strike:  # the plain per-strike table is the "all" view's
-        if "all" in targets.names:
-            table = sums.one_target(targets.names.index("all"))
+        if sums.copied is not None:
+            table = sums.copied
         else:
             only_all = resolve_targets(prepared, accumulated.work, None, ("all",))
             every_group = np.ones(prepared.n_groups, dtype=np.uint64)  # "all" has them all

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from fastgex._jit import kernel
-from fastgex._kernel_common import _neumaier_add
+from fastgex._jit import exact_function, kernel
+from fastgex._kernel_common import _neumaier_add, _two_sum
 
 _MIX_FIRST = numba.uint64(0xBF58476D1CE4E5B9)
 _MIX_SECOND = numba.uint64(0x94D049BB133111EB)
@@ -172,29 +172,52 @@ def order_groups(group_rank, group_strike, n_ranks):
     return order, run_starts
 
 
+@exact_function
+def _net_of_sides(call: float, call_low: float, put: float, put_low: float) -> float:
+    """Call plus put from their unrounded (compensated) sums.
+
+    Adds the two sides before either is rounded, so no side's rounding error lands in a
+    net that calls and puts cancel (adding the rounded sides can be off by 1e-3 relative
+    there); what remains is the rounding of the group sums themselves.
+    """
+    net, net_low = _two_sum(call, put)
+    return net + (net_low + (call_low + put_low))
+
+
+#: Rows of the ``values`` matrix of :func:`target_strike_table` (each row a column).
+STRIKE, CALL, PUT, NET, CUMULATIVE, CALL_OI, PUT_OI = range(7)
+
+
 @kernel
 def target_strike_table(
     order,
     run_starts,
     run_rank,
     target_bits,
+    group_strike,
     group_sums,
     group_quantity,
     group_counts,
     n_targets,
     n_ranks,
+    copy_target,
 ):
     """Per (rank, target, strike run) sums, compensated, rows with contracts only.
 
     ``target_bits[g]`` has bit ``t`` set when group ``g`` belongs to target ``t``;
     ``run_rank`` (non-decreasing) is the output rank of each run's underlying. Output
     rows are ordered by rank, target, strike and computed in that order by one thread
-    per underlying, so results do not depend on the thread count.
+    per underlying, so results do not depend on the thread count. The rows of target
+    ``copy_target`` (-1: none) are also written to a table of their own (the plain
+    per-strike table is the "all" view's), so no caller filters the big one.
 
-    Returns ``(rank, target, run, values, contracts, totals, total_contracts)``: per
-    output row its rank, target and run; ``values[:, 0..4]`` call GEX, put GEX, the
-    running net GEX over ascending strikes, call OI, put OI; per (rank, target) the
-    call/put totals and contracts.
+    Returns ``(rank, target, values, contracts, totals, total_contracts, copy_rank,
+    copy_values, copy_contracts)``: per output row its rank and target; ``values`` is
+    (7, rows), one contiguous row per column (strike, call GEX, put GEX, net GEX, the
+    running net GEX over ascending strikes, call OI, put OI: see :data:`STRIKE` ...),
+    so each column reaches Arrow without a copy; per (rank, target) the call, put and
+    net totals (net from the compensated sides: :func:`_net_of_sides`) and contracts;
+    then the copied target's rows in the same layout.
     """
     n_runs = run_starts.size - 1
     # Which targets each run has counted rows in: decides every output position.
@@ -217,22 +240,30 @@ def target_strike_table(
         if rank_first[rank] > rank_first[rank + 1]:
             rank_first[rank] = rank_first[rank + 1]
     cell_start = np.empty((n_ranks, n_targets), dtype=np.int64)
+    copy_start = np.zeros(n_ranks, dtype=np.int64)
     n_out = 0
+    n_copy = 0
     for rank in range(n_ranks):
+        copy_start[rank] = n_copy
+        if copy_target >= 0:
+            n_copy += cell_rows[rank, copy_target]
         for target in range(n_targets):
             cell_start[rank, target] = n_out
             n_out += cell_rows[rank, target]
     out_rank = np.empty(n_out, dtype=np.int64)
     out_target = np.empty(n_out, dtype=np.int64)
-    out_run = np.empty(n_out, dtype=np.int64)
-    values = np.empty((n_out, 5))
+    values = np.empty((7, n_out))
     contracts = np.empty(n_out, dtype=np.int64)
-    totals = np.zeros((n_ranks, n_targets, 2))
+    copy_rank = np.empty(n_copy, dtype=np.int64)
+    copy_values = np.empty((7, n_copy))
+    copy_contracts = np.empty(n_copy, dtype=np.int64)
+    totals = np.zeros((n_ranks, n_targets, 3))
     total_contracts = np.zeros((n_ranks, n_targets), dtype=np.int64)
     for rank in numba.prange(n_ranks):
         for target in range(n_targets):
             bit = numba.uint64(1) << numba.uint64(target)
             out = cell_start[rank, target]
+            copy_out = copy_start[rank]
             net_total, net_correction = 0.0, 0.0
             call_total, call_correction = 0.0, 0.0
             put_total, put_correction = 0.0, 0.0
@@ -257,15 +288,35 @@ def target_strike_table(
                 put_total, put_correction = _neumaier_add(put_total, put_correction, put)
                 out_rank[out] = rank
                 out_target[out] = target
-                out_run[out] = run
-                values[out, 0] = call
-                values[out, 1] = put
-                values[out, 2] = net_total + net_correction
-                values[out, 3] = call_oi
-                values[out, 4] = put_oi
+                values[STRIKE, out] = group_strike[order[run_starts[run]]]
+                values[CALL, out] = call
+                values[PUT, out] = put
+                values[NET, out] = call + put
+                values[CUMULATIVE, out] = net_total + net_correction
+                values[CALL_OI, out] = call_oi
+                values[PUT_OI, out] = put_oi
                 contracts[out] = rows
                 total_contracts[rank, target] += rows
+                if target == copy_target:
+                    copy_rank[copy_out] = rank
+                    for column in range(7):
+                        copy_values[column, copy_out] = values[column, out]
+                    copy_contracts[copy_out] = rows
+                    copy_out += 1
                 out += 1
             totals[rank, target, 0] = call_total + call_correction
             totals[rank, target, 1] = put_total + put_correction
-    return out_rank, out_target, out_run, values, contracts, totals, total_contracts
+            totals[rank, target, 2] = _net_of_sides(
+                call_total, call_correction, put_total, put_correction
+            )
+    return (
+        out_rank,
+        out_target,
+        values,
+        contracts,
+        totals,
+        total_contracts,
+        copy_rank,
+        copy_values,
+        copy_contracts,
+    )

@@ -596,7 +596,7 @@ class _Analysis:
             name = self.names[index]
             spot = float(self.spot[index])
             for target_index, target in enumerate(self.targets):
-                call_total, put_total = self.target_sums.totals[position, target_index]
+                call_total, put_total, net_total = self.target_sums.totals[position, target_index]
                 contracts = int(self.target_sums.contracts[position, target_index])
                 segment = segment_of.get((name, target))
                 flips = (
@@ -625,7 +625,7 @@ class _Analysis:
                 rows["underlying"].append(name)
                 rows["bucket"].append(target)
                 rows["spot"].append(spot if math.isfinite(spot) else None)
-                rows["total_gex"].append(call_total + put_total)
+                rows["total_gex"].append(net_total)  # from the unrounded sides
                 rows["call_gex"].append(call_total)
                 rows["put_gex"].append(put_total)
                 rows["contracts"].append(contracts)

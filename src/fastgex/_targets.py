@@ -246,14 +246,32 @@ def underlying_ranks(names: Sequence[str | None], order: Sequence[int]) -> np.nd
 class TargetSums:
     """Per-target totals and the per-(underlying, target, strike) table."""
 
-    totals: np.ndarray  # (len(order), targets, 2): call / put GEX per reported underlying
+    totals: np.ndarray  # (len(order), targets, 3): call / put / net GEX per reported underlying
     contracts: np.ndarray  # (len(order), targets)
     strike_table: pa.Table  # BY_STRIKE_BUCKET_SCHEMA, ordered underlying, target, strike
     row_target: np.ndarray  # per strike_table row: its target's index
+    #: The ``copy_target`` rows of ``strike_table`` (same schema), or None.
+    copied: pa.Table | None = None
 
-    def one_target(self, target: int) -> pa.Table:
-        """The rows of ``strike_table`` for one target (a numeric mask, not a string compare)."""
-        return self.strike_table.filter(pa.array(self.row_target == target))
+
+def _strike_bucket_table(names, ordered, rank, bucket, values, contracts) -> pa.Table:
+    """A BY_STRIKE_BUCKET_SCHEMA table over the kernel's contiguous output columns."""
+    kernels = _group_kernels
+    return pa.table(
+        {
+            "underlying": pc.take(names, pa.array(ordered[rank])),
+            "bucket": bucket,
+            "strike": values[kernels.STRIKE],
+            "call_gex": values[kernels.CALL],
+            "put_gex": values[kernels.PUT],
+            "net_gex": values[kernels.NET],
+            "cumulative_net_gex": values[kernels.CUMULATIVE],
+            "call_open_interest": values[kernels.CALL_OI],
+            "put_open_interest": values[kernels.PUT_OI],
+            "contracts": contracts,
+        },
+        schema=BY_STRIKE_BUCKET_SCHEMA,
+    )
 
 
 def target_sums(
@@ -262,12 +280,15 @@ def target_sums(
     targets: Targets,
     order: Sequence[int],
     bits: np.ndarray | None = None,
+    copy_target: int = -1,
 ) -> TargetSums:
     """Reduce the (underlying, strike, expiry or class) group sums to every target.
 
     ``order`` lists the underlying ids to report, in output order; totals are indexed
     by position in it. ``bits`` is each group's target mask when the groups are keyed
     by class (:meth:`Targets.row_classes`); by default it comes from their expiries.
+    ``copy_target`` (an index into ``targets.names``) also returns that target's rows
+    as a table of their own (``copied``), without filtering the big one.
     """
     group_underlying = prepared.group_underlying
     if bits is None:
@@ -280,38 +301,45 @@ def target_sums(
     group_order, run_starts = _group_kernels.order_groups(
         group_rank, prepared.group_strike, len(order)
     )
-    run_groups = group_order[run_starts[:-1]]
-    out_rank, out_target, out_run, values, contracts, totals, total_contracts = (
-        _group_kernels.target_strike_table(
-            group_order,
-            run_starts,
-            group_rank[run_groups],
-            bits,
-            accumulated.group_sums,
-            accumulated.group_quantity,
-            accumulated.group_counts,
-            len(targets.names),
-            len(order),
-        )
+    (
+        out_rank,
+        out_target,
+        values,
+        contracts,
+        totals,
+        total_contracts,
+        copy_rank,
+        copy_values,
+        copy_contracts,
+    ) = _group_kernels.target_strike_table(
+        group_order,
+        run_starts,
+        group_rank[group_order[run_starts[:-1]]],
+        bits,
+        prepared.group_strike,
+        accumulated.group_sums,
+        accumulated.group_quantity,
+        accumulated.group_counts,
+        len(targets.names),
+        len(order),
+        copy_target,
     )
     ordered = np.asarray(order, dtype=np.int64)
-    table = pa.table(
-        {
-            "underlying": pc.take(
-                pa.array(prepared.names, pa.string()), pa.array(ordered[out_rank])
-            ),
-            "bucket": pc.take(pa.array(targets.names, pa.string()), pa.array(out_target)),
-            "strike": prepared.group_strike[run_groups[out_run]],
-            "call_gex": values[:, 0],
-            "put_gex": values[:, 1],
-            "net_gex": values[:, 0] + values[:, 1],
-            "cumulative_net_gex": values[:, 2],
-            "call_open_interest": values[:, 3],
-            "put_open_interest": values[:, 4],
-            "contracts": contracts,
-        },
-        schema=BY_STRIKE_BUCKET_SCHEMA,
+    names = pa.array(prepared.names, pa.string())
+    bucket_names = pa.array(targets.names, pa.string())
+    table = _strike_bucket_table(
+        names, ordered, out_rank, pc.take(bucket_names, pa.array(out_target)), values, contracts
     )
+    copied = None
+    if copy_target >= 0:
+        bucket = pa.array([targets.names[copy_target]] * copy_rank.size, pa.string())
+        copied = _strike_bucket_table(
+            names, ordered, copy_rank, bucket, copy_values, copy_contracts
+        )
     return TargetSums(
-        totals=totals, contracts=total_contracts, strike_table=table, row_target=out_target
+        totals=totals,
+        contracts=total_contracts,
+        strike_table=table,
+        row_target=out_target,
+        copied=copied,
     )
