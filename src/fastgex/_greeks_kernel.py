@@ -3,7 +3,7 @@
 Its compile-time switches are the globals below (Numba freezes module globals as
 constants, so each ``if BLACK76:`` disappears at compile time). The default
 configuration is this module; the others are copies of this file with the switch
-lines rewritten (:func:`fastgex._greeks_kernel_variants.greeks_kernel`), ordinary
+lines rewritten (:func:`greeks_kernel`, through :mod:`fastgex._variants`), ordinary
 files that Numba's disk cache can hold.
 
 Layout of the hot loop (why it looks the way it does):
@@ -23,12 +23,6 @@ Layout of the hot loop (why it looks the way it does):
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
-import os
-import re
-import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,6 +47,7 @@ from fastgex._kernel_common import (
     STRIP_ROWS,
     _finite,
 )
+from fastgex._variants import load_variant, rewrite_switches
 
 # --- compile-time switches (rewritten in generated copies; keep one per line) ---
 BLACK76 = False
@@ -376,40 +371,16 @@ def greeks_kernel(black76: bool, row_carry: bool, stored: int = ALL_STORED):
     ``stored``: a :func:`stored_mask`. The default (BSM, per-underlying carry, all
     ten) is this module; the others are copies of this file with the switch lines
     rewritten, written once next to the GEX kernel variants
-    (:func:`fastgex._kernels.generated_dir`) so Numba's disk cache keeps them.
+    (:func:`fastgex._variants.generated_dir`) so Numba's disk cache keeps them.
     """
     if not 0 < stored <= ALL_STORED:
         raise ValueError(f"stored must be a non-empty mask of GREEK_ORDER, not {stored!r}")
     if not black76 and not row_carry and stored == ALL_STORED:
         return run
-    source = Path(__file__).read_text(encoding="utf-8")
-    for switch, value in zip(_SWITCH_NAMES, (black76, row_carry, stored), strict=True):
-        source, count = re.subn(
-            rf"^{switch} = .*$", f"{switch} = {value!r}", source, count=1, flags=re.MULTILINE
-        )
-        if count != 1:  # the template changed shape: fail loudly, never compile wrong code
-            raise RuntimeError(f"greeks kernel template has no switch line for {switch}")
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-    name = f"fastgex_greeks_kernel_{digest}"
-    if name in sys.modules:
-        return sys.modules[name].run
-    from fastgex._kernels import generated_dir
-
-    for directory in (generated_dir(), Path(tempfile.gettempdir()) / "fastgex-kernels"):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path = directory / f"{name}.py"
-            if not path.exists() or path.read_text(encoding="utf-8") != source:
-                temporary = path.with_suffix(f".{os.getpid()}.tmp")
-                temporary.write_text(source, encoding="utf-8")
-                os.replace(temporary, path)  # atomic for concurrent processes
-            break
-        except OSError:
-            continue
-    else:  # pragma: no cover - no writable directory at all
-        raise RuntimeError("no writable directory for generated kernels; set FASTGEX_KERNEL_DIR")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    source = rewrite_switches(
+        Path(__file__).read_text(encoding="utf-8"),
+        dict(zip(_SWITCH_NAMES, (black76, row_carry, stored), strict=True)),
+        "greeks kernel",
+    )
+    module = load_variant(source, "fastgex_greeks_kernel")
     return module.run

@@ -13,12 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import re
-import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -41,6 +35,7 @@ from fastgex._kernel_common import (
     _id_range,
     _neumaier_add,
 )
+from fastgex._variants import load_variant, rewrite_switches
 
 __all__ = [
     "MISSING_CODE",
@@ -139,7 +134,7 @@ def gex_kernel(config: KernelConfig):
 
     The default configuration is :mod:`fastgex._gex_kernel` itself. Any other is a
     copy of that file with its switch lines rewritten, written once to
-    :func:`generated_dir` and imported from there, so Numba's disk cache keeps it
+    :func:`fastgex._variants.generated_dir` and imported from there, so Numba's disk cache keeps it
     between processes (closures over flags would recompile every time).
     """
     if config == KernelConfig():
@@ -147,52 +142,14 @@ def gex_kernel(config: KernelConfig):
     return _load_variant(config).run
 
 
-def generated_dir() -> Path:
-    """Where generated kernel variants live (``FASTGEX_KERNEL_DIR`` overrides)."""
-    override = os.environ.get("FASTGEX_KERNEL_DIR")
-    if override:
-        return Path(override)
-    base = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base else Path.home() / ".cache"
-    return root / "fastgex" / "kernels"
-
-
 def _variant_source(config: KernelConfig) -> str:
     source = Path(_gex_kernel.__file__).read_text(encoding="utf-8")
-    for switch, attribute in _SWITCHES.items():
-        value = getattr(config, attribute)
-        source, count = re.subn(
-            rf"^{switch} = .*$", f"{switch} = {value!r}", source, count=1, flags=re.MULTILINE
-        )
-        if count != 1:  # the template changed shape: fail loudly, never compile wrong code
-            raise RuntimeError(f"kernel template has no switch line for {switch}")
-    return source
+    switches = {switch: getattr(config, attribute) for switch, attribute in _SWITCHES.items()}
+    return rewrite_switches(source, switches, "kernel")
 
 
 def _load_variant(config: KernelConfig) -> ModuleType:
-    source = _variant_source(config)
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-    name = f"fastgex_gex_kernel_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
-    for directory in (generated_dir(), Path(tempfile.gettempdir()) / "fastgex-kernels"):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path = directory / f"{name}.py"
-            if not path.exists() or path.read_text(encoding="utf-8") != source:
-                temporary = path.with_suffix(f".{os.getpid()}.tmp")
-                temporary.write_text(source, encoding="utf-8")
-                os.replace(temporary, path)  # atomic: concurrent processes never see half a file
-            break
-        except OSError:
-            continue
-    else:  # pragma: no cover - no writable directory at all
-        raise RuntimeError("no writable directory for generated kernels; set FASTGEX_KERNEL_DIR")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_variant(_variant_source(config), "fastgex_gex_kernel")
 
 
 def rows_per_block(n_rows: int, n_underlyings: int) -> int:

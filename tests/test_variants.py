@@ -1,0 +1,34 @@
+"""Kernel variants (fastgex._variants): switch rewriting and a failed import's cleanup."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from fastgex import _variants
+
+
+def test_rewrite_switches_sets_each_line_and_refuses_a_missing_one():
+    source = "A = 1\nB = False\nUSE_A = A\n"
+    assert _variants.rewrite_switches(source, {"A": 7, "B": True}, "t") == (
+        "A = 7\nB = True\nUSE_A = A\n"
+    )
+    with pytest.raises(RuntimeError, match="no switch line for C"):
+        _variants.rewrite_switches(source, {"C": 1}, "t")
+
+
+def test_load_variant_imports_once_and_forgets_a_failed_import(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTGEX_KERNEL_DIR", str(tmp_path))
+    module = _variants.load_variant("VALUE = 3\n", "fastgex_test_variant")
+    assert module.VALUE == 3 and module.__file__.startswith(str(tmp_path))
+    assert _variants.load_variant("VALUE = 3\n", "fastgex_test_variant") is module
+    broken = "VALUE = 4\nraise RuntimeError('compile failed')\n"
+    for _ in range(2):  # the second call retries the import; it does not get a half module
+        with pytest.raises(RuntimeError, match="compile failed"):
+            _variants.load_variant(broken, "fastgex_test_variant")
+    assert not [
+        name for name in sys.modules if name.startswith("fastgex_test_variant_")
+        and getattr(sys.modules[name], "VALUE", None) == 4
+    ]  # fmt: skip
+    del sys.modules[module.__name__]
