@@ -249,7 +249,6 @@ class TargetSums:
     totals: np.ndarray  # (len(order), targets, 3): call / put / net GEX per reported underlying
     contracts: np.ndarray  # (len(order), targets)
     strike_table: pa.Table  # BY_STRIKE_BUCKET_SCHEMA, ordered underlying, target, strike
-    row_target: np.ndarray  # per strike_table row: its target's index
     #: The ``copy_target`` rows of ``strike_table`` (same schema), or None.
     copied: pa.Table | None = None
 
@@ -340,6 +339,5 @@ def target_sums(
         totals=totals,
         contracts=total_contracts,
         strike_table=table,
-        row_target=out_target,
         copied=copied,
     )

@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from fastgex import _kernels
@@ -113,6 +114,26 @@ _TIMESTAMP_TEXT = re.compile(
 )
 
 
+def _hive_text_type(values: set[str]) -> pa.DataType | None:
+    """``date32`` or ``timestamp[us]`` when every value parses as one, else None."""
+    if not values:
+        return None
+    if all(_DATE_TEXT.fullmatch(value) for value in values):
+        kind = pa.date32()
+    elif all(_TIMESTAMP_TEXT.fullmatch(value) for value in values):
+        zoned = {_TIMESTAMP_TEXT.fullmatch(value)["zone"] is not None for value in values}
+        if len(zoned) > 1:  # a mix of zoned and naive times: left as text
+            return None
+        kind = pa.timestamp("us", tz="UTC" if zoned.pop() else None)
+    else:
+        return None
+    try:
+        pc.cast(pa.array(sorted(values)), kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # e.g. 2024-13-45: not a date after all
+    return kind
+
+
 def _typed_hive_schema(dataset: ds.Dataset) -> pa.Schema | None:
     """The hive key schema with date-like string keys typed, or None if none is.
 
@@ -133,28 +154,45 @@ def _typed_hive_schema(dataset: ds.Dataset) -> pa.Schema | None:
         for name, value in ds.get_partition_keys(fragment.partition_expression).items():
             if name in texts and value is not None:
                 texts[name].add(value)
-    fields = []
-    changed = False
-    for item in schema:
-        values = texts.get(item.name)
-        if values and all(_DATE_TEXT.fullmatch(value) for value in values):
-            item = item.with_type(pa.date32())
-        elif values and all(_TIMESTAMP_TEXT.fullmatch(value) for value in values):
-            zones = {_TIMESTAMP_TEXT.fullmatch(value)["zone"] is None for value in values}
-            if len(zones) > 1:
-                fields.append(item)  # a mix of zoned and naive times: left as text
-                continue
-            item = item.with_type(pa.timestamp("us", tz=None if zones.pop() else "UTC"))
-        else:
-            fields.append(item)
-            continue
-        try:
-            pc.cast(pa.array(sorted(values)), item.type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            item = item.with_type(pa.string())  # e.g. 2024-13-45: not a date after all
-        changed = changed or not pa.types.is_string(item.type)
-        fields.append(item)
-    return pa.schema(fields) if changed else None
+    kinds = {name: _hive_text_type(values) for name, values in texts.items()}
+    if not any(kinds.values()):
+        return None
+    return pa.schema([item.with_type(kinds.get(item.name) or item.type) for item in schema])
+
+
+@dataclass(frozen=True)
+class _DatasetPath:
+    """A Parquet dataset directory as the job's workers open it: listed once, by the job.
+
+    Carries what the listing found (file system, base path, schema with typed hive
+    keys), so a worker opens just its partition's files without listing the directory
+    tree again.
+    """
+
+    filesystem: Any
+    root: str
+    schema: pa.Schema
+    hive_schema: pa.Schema
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, opened: ds.FileSystemDataset) -> _DatasetPath:
+        text = os.fspath(path)
+        try:  # a URI (s3://bucket/x) or absolute path: fragments are relative to its path
+            root = pafs.FileSystem.from_uri(text)[1]
+        except (ValueError, pa.ArrowInvalid):  # a relative local path, as fragments see it
+            root = text
+        return cls(opened.filesystem, root, opened.schema, opened.partitioning.schema)
+
+    def files(self, paths: Sequence[str]) -> ds.Dataset:
+        """The dataset of just these files, with the hive keys of their paths."""
+        return ds.dataset(
+            list(paths),
+            schema=self.schema,
+            format="parquet",
+            filesystem=self.filesystem,
+            partitioning=ds.partitioning(self.hive_schema, flavor="hive"),
+            partition_base_dir=self.root,
+        )
 
 
 def iter_batches(source: Any, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[pa.RecordBatch]:
@@ -661,13 +699,11 @@ def _partition_keys(dataset: ds.Dataset, partition_by: Sequence[str]) -> list[_P
                 add(tuple(row[name] for name in names), row["count_all"], path)
 
     if isinstance(dataset, ds.FileSystemDataset):
-        hive_names = set(_hive_keys(dataset))
         for fragment in dataset.get_fragments():
-            if fragment.partition_expression is not None and set(names) <= hive_names:
-                values = ds.get_partition_keys(fragment.partition_expression)
-                if set(names) <= set(values):
-                    add(tuple(values[name] for name in names), fragment.count_rows(), fragment.path)
-                    continue
+            values = ds.get_partition_keys(fragment.partition_expression)
+            if set(names) <= set(values):  # the path fixes every key: count from the footer
+                add(tuple(values[name] for name in names), fragment.count_rows(), fragment.path)
+                continue
             one_file = ds.FileSystemDataset(
                 [fragment], dataset.schema, dataset.format, dataset.filesystem
             )
@@ -685,18 +721,34 @@ def _partition_keys(dataset: ds.Dataset, partition_by: Sequence[str]) -> list[_P
     ]
 
 
-def _partition_dataset(dataset: ds.Dataset, paths: Sequence[str] | None) -> ds.Dataset:
-    """The dataset restricted to the files that hold a partition's rows."""
-    if paths is None or not isinstance(dataset, ds.FileSystemDataset):
-        return dataset
-    wanted = set(paths)
-    fragments = [fragment for fragment in dataset.get_fragments() if fragment.path in wanted]
-    if len(fragments) != len(wanted):
+def _partition_dataset(source: Any, paths: Sequence[str] | None) -> ds.Dataset:
+    """The dataset of the files that hold a partition's rows (all of them without paths).
+
+    ``source`` is the job's :class:`_DatasetPath`, a dataset or a path; ``paths`` come
+    from :func:`_partition_keys` (None for an in-memory dataset).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        opened = _open_dataset(source)
+        if paths is None:
+            return opened
+        source = _DatasetPath.of(source, opened)
+    if paths is None or not isinstance(source, (_DatasetPath, ds.FileSystemDataset)):
+        return source
+    gone = [
+        info.path
+        for info in source.filesystem.get_file_info(list(paths))
+        if info.type == pafs.FileType.NotFound
+    ]
+    if gone:
         raise ChainError(
-            f"{len(wanted) - len(fragments)} file(s) of this partition are gone from the "
-            "dataset since the job listed it"
+            f"{len(gone)} file(s) of this partition are gone from the dataset since the job "
+            f"listed it: {gone[:3]}"
         )
-    return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+    if isinstance(source, _DatasetPath):
+        return source.files(paths)
+    wanted = set(paths)
+    fragments = [fragment for fragment in source.get_fragments() if fragment.path in wanted]
+    return ds.FileSystemDataset(fragments, source.schema, source.format, source.filesystem)
 
 
 def _hive_keys(dataset: ds.Dataset) -> list[str]:
@@ -793,7 +845,7 @@ def _process_partition(
         return {"partition": where, "status": "skipped", "rows": 0}
     started = time.perf_counter()
     try:
-        dataset = _partition_dataset(_open_dataset(source), paths)
+        dataset = _partition_dataset(source, paths)
         table = dataset.to_table(filter=_filter(dataset, key))
         tables = compute_partition(table, **levels_options)
         names = [name for name, _ in key]
@@ -940,7 +992,9 @@ def run_batch(
     ]
     skipped = len(keys) - len(pending)
     bar = Progress(sum(rows for _, rows, _ in pending), len(pending), enabled=progress)
-    source = dataset if isinstance(dataset, ds.Dataset) else os.fspath(dataset)
+    source = opened  # workers open the files of their partition from the job's listing
+    if not isinstance(dataset, ds.Dataset) and isinstance(opened, ds.FileSystemDataset):
+        source = _DatasetPath.of(dataset, opened)
     if scheduler == "local":
         summaries = _run_local(pending, source, out_path, levels_options, bar)
     else:
