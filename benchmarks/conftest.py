@@ -33,6 +33,23 @@ def best_of(function, repeat: int = 5) -> float:
     return min(times)
 
 
+def interleaved_best(functions: dict, repeat: int = 5) -> dict:
+    """Best wall time of each function, calling them in turn ``repeat`` times (after a warm-up).
+
+    For ratios between calls on a noisy machine: a slow spell slows every call in it,
+    where back-to-back ``best_of`` runs can put it on one side only.
+    """
+    for function in functions.values():
+        function()
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeat):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
 def record(name: str, **values) -> None:
     """Keep a ratio line for the end-of-run summary (and benchmarks/last_ratios.json)."""
     RATIOS.append({"name": name, **values})

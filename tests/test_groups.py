@@ -285,3 +285,96 @@ def test_expiries_sharing_targets_are_grouped_once(chain):
     scale = 1e-12 * float(np.abs(frame["gex"]).sum())
     for name, total in expected.items():
         assert abs(by_bucket.loc[name, "total_gex"] - total) <= scale
+
+
+def test_the_per_bucket_strike_table_is_built_on_first_access(chain):
+    """``by_strike_bucket`` is deferred: built once, on access, from the pass's groups."""
+    import pickle
+    import threading
+
+    from fastgex._targets import DeferredStrikeTable, resolve_targets, target_sums
+
+    result = fastgex.gex(chain, buckets="default", views=("all", "ex_next_monthly"))
+    source = result.strike_bucket_source
+    assert isinstance(source, DeferredStrikeTable) and source._table is None
+    assert result.by_bucket is not None and result.by_strike is not None
+    tables = []
+    threads = [threading.Thread(target=lambda: tables.append(result.by_strike_bucket))]
+    threads += [threading.Thread(target=lambda: tables.append(result.by_strike_bucket))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tables[0] is tables[1] is result.by_strike_bucket  # built once
+    assert source._inputs is None  # the group arrays are released
+    # The same table as the eager reduction of the same groups.
+    from fastgex._gex import _engine, reported_underlyings
+
+    engine = _engine(chain, buckets="default", views=("all", "ex_next_monthly"))
+    prepared, accumulated = engine.prepared, engine.accumulated
+    order = reported_underlyings(prepared.names, accumulated.rows)
+    targets = resolve_targets(prepared, prepared.work, "default", ("all", "ex_next_monthly"))
+    bits = prepared.group_class_bits[prepared.group_expiry]
+    eager = target_sums(prepared, accumulated, targets, order, bits)
+    assert result.by_strike_bucket.equals(eager.strike_table)
+    # Pickling builds the table and carries it.
+    copy = pickle.loads(pickle.dumps(fastgex.gex(chain, buckets="default")))
+    assert copy.by_strike_bucket.equals(fastgex.gex(chain, buckets="default").by_strike_bucket)
+
+
+@fixed
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),  # rank (3 = not reported)
+            st.sampled_from([90.0, 100.0, 110.0, 125.0]),
+            st.integers(0, 7),  # target mask
+            st.floats(-1e6, 1e6),
+            st.floats(-1e6, 1e6),
+            st.integers(0, 3),  # counted rows (0: a group of dropped rows)
+        ),
+        max_size=120,
+    )
+)
+def test_strike_runs_match_the_per_target_reduction(groups):
+    """The plain per-strike rows and per-target totals equal :func:`target_strike_table`'s.
+
+    Rows: exactly (same run order and the same compensated sums for the "all" target).
+    Totals: the same numbers added group by group instead of strike by strike, so to
+    1e-12 of their sum of magnitudes.
+    """
+    n_ranks, n_targets = 3, 3
+    rank = np.array([g[0] for g in groups], dtype=np.int64)
+    strike = np.array([g[1] for g in groups])
+    bits = np.array([g[2] for g in groups], dtype=np.uint64)
+    sums = np.array([[g[3], g[4]] for g in groups]).reshape(-1, 2)
+    counts = np.array([g[5] for g in groups], dtype=np.int64)
+    sums[counts == 0] = 0.0  # rows that do not count add exactly 0.0
+    quantity = np.zeros_like(sums)
+    order, run_starts = _group_kernels.order_groups(rank, strike, n_ranks)
+    run_rank = rank[order[run_starts[:-1]]]
+    out_rank, values, contracts, totals, total_contracts = _group_kernels.strike_runs(
+        order, run_starts, run_rank, strike, sums, counts, bits, n_targets, n_ranks
+    )
+    every = np.ones(rank.size, dtype=np.uint64)
+    plain = _group_kernels.target_strike_table(
+        order, run_starts, run_rank, every, strike, sums, quantity, counts, 1, n_ranks, -1
+    )
+    np.testing.assert_array_equal(out_rank, plain[0])
+    np.testing.assert_array_equal(values, plain[2][:5])
+    np.testing.assert_array_equal(contracts, plain[3])
+    by_target = _group_kernels.target_strike_table(
+        order, run_starts, run_rank, bits, strike, sums, quantity, counts, n_targets, n_ranks, -1
+    )
+    np.testing.assert_array_equal(total_contracts, by_target[5])
+    scale = 1e-12 * (float(np.abs(sums).sum()) + 1.0)
+    np.testing.assert_allclose(totals, by_target[4], rtol=0, atol=scale)
+    # And against plain Python: per (rank, target) sums of the member groups.
+    for rank_value in range(n_ranks):
+        for target in range(n_targets):
+            member = (rank == rank_value) & ((bits >> np.uint64(target)) & np.uint64(1) == 1)
+            member &= counts > 0
+            assert total_contracts[rank_value, target] == counts[member].sum()
+            for side in range(2):
+                expected = float(np.sum(sums[member, side]))
+                assert abs(totals[rank_value, target, side] - expected) <= scale

@@ -40,7 +40,6 @@ from fastgex._gex import (
     BY_UNDERLYING_SCHEMA,
     DEFAULT_MIN_TIME_TO_EXPIRY,
     DROPPED_SCHEMA,
-    _add_targets,
     _assign_groups,
     _column_numpy,
     _jsonable,
@@ -48,6 +47,7 @@ from fastgex._gex import (
     _Prepared,
     _readonly,
     _strike_table,
+    _target_tables,
     reported_underlyings,
 )
 from fastgex._greeks_formulas import GREEK_ORDER
@@ -737,18 +737,19 @@ def _per_expiry_tables(
 ) -> ExposureResult:
     """Bucket, per-(bucket, strike), per-strike and per-expiry tables from expiry groups.
 
-    The bucket tables are :func:`fastgex.gex`'s (its ``_add_targets`` on these group
+    The bucket tables are :func:`fastgex.gex`'s (its ``_target_tables`` on these group
     sums), with ``gex`` in the column names replaced by the kind.
     """
     suffix = result.kind.value
     expiry_targets = targets or resolve_targets(prepared, prepared.work, None, ("all",))
     if targets is not None:
-        result = _add_targets(result, prepared, groups, order, targets, buckets, views, by_strike)
+        fields = _target_tables(result, prepared, groups, order, targets, buckets, views, by_strike)
         result = dataclasses.replace(
             result,
-            by_strike=_rename_table(result.by_strike, suffix),
-            by_bucket=_rename_table(result.by_bucket, suffix),
-            by_strike_bucket=_rename_table(result.by_strike_bucket, suffix),
+            settings=fields["settings"],
+            by_strike=_rename_table(fields["by_strike"], suffix),
+            by_bucket=_rename_table(fields["by_bucket"], suffix),
+            by_strike_bucket=_rename_table(fields["strike_bucket_source"].table(), suffix),
         )
     elif by_strike:  # the per-strike table is the sum over every expiry group
         every_group = np.ones(prepared.n_groups, dtype=np.uint64)

@@ -23,7 +23,13 @@ import pyarrow.compute as pc
 from fastgex import _group_kernels, _kernels
 from fastgex._chain import ALIASES, read_chain
 from fastgex._errors import ChainError, InvalidRowsError
-from fastgex._targets import Targets, resolve_targets, target_sums, underlying_ranks
+from fastgex._targets import (
+    DeferredStrikeTable,
+    StrikeRuns,
+    Targets,
+    resolve_targets,
+    strike_runs,
+)
 from fastgex._timing import (
     parse_settlement,
     settlement_codes,
@@ -118,7 +124,9 @@ class GexResult:
     by_strike_bucket : pyarrow.Table or None
         With ``buckets=`` / ``views=``: one row per (underlying, bucket, strike):
         ``call_gex``, ``put_gex``, ``net_gex``, ``cumulative_net_gex``,
-        ``call_open_interest``, ``put_open_interest``, ``contracts``.
+        ``call_open_interest``, ``put_open_interest``, ``contracts``. Built from the
+        pass's group sums on first access (no second pass over the contracts), then
+        kept: callers that only want the bucket totals do not pay for it.
     """
 
     by_underlying: pa.Table
@@ -131,7 +139,16 @@ class GexResult:
     day_count: DayCount
     settings: dict[str, Any] = field(default_factory=dict)
     by_bucket: pa.Table | None = None
-    by_strike_bucket: pa.Table | None = None
+    #: The table behind :attr:`by_strike_bucket`, or what builds it on first access.
+    strike_bucket_source: pa.Table | DeferredStrikeTable | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def by_strike_bucket(self) -> pa.Table | None:
+        """Per (underlying, bucket, strike) table (see the class docstring), or None."""
+        source = self.strike_bucket_source
+        return source.table() if isinstance(source, DeferredStrikeTable) else source
 
     def total(self, underlying: str | None = None) -> float:
         """Total GEX of one underlying, or of every underlying when ``None``.
@@ -444,8 +461,11 @@ def _engine(
         settings,
     )
     if with_targets:
-        result = _add_targets(
-            result, prepared, accumulated, order, targets, buckets, views, by_strike
+        result = dataclasses.replace(
+            result,
+            **_target_tables(
+                result, prepared, accumulated, order, targets, buckets, views, by_strike
+            ),
         )
     if on_invalid == "raise" and result.dropped_count:
         summary = ", ".join(
@@ -465,18 +485,21 @@ def reported_underlyings(names: list[str | None], rows: np.ndarray) -> list[int]
     return sorted(real, key=lambda index: names[index])
 
 
-def _add_targets(
+def _target_tables(
     result, prepared, accumulated, order, targets, buckets, views, by_strike
-) -> GexResult:
-    """``result`` with ``by_bucket`` / ``by_strike_bucket`` (and ``by_strike``) from groups."""
+) -> dict[str, Any]:
+    """The bucket fields of a result from the pass's groups, for ``dataclasses.replace``.
+
+    ``by_bucket``, ``by_strike`` (when asked), ``settings`` with the buckets and views,
+    and ``strike_bucket_source``: the per-bucket strike table deferred to first access
+    (:class:`fastgex._targets.DeferredStrikeTable`).
+    """
     bits = None
     if prepared.group_class_bits is not None:
         bits = prepared.group_class_bits[prepared.group_expiry]
-    all_target = targets.names.index("all") if by_strike and "all" in targets.names else -1
-    sums = target_sums(prepared, accumulated, targets, order, bits, copy_target=all_target)
-    position, target = np.nonzero(sums.contracts)  # (underlying, target) order
-    calls = sums.totals[position, target, 0]
-    puts = sums.totals[position, target, 1]
+    runs = strike_runs(prepared, accumulated, order, targets, bits)
+    totals, contracts = runs.totals, runs.total_contracts
+    position, target = np.nonzero(contracts)  # (underlying, target) order
     order_ids = np.asarray(order, dtype=np.int64)
     by_bucket = pa.table(
         {
@@ -484,10 +507,10 @@ def _add_targets(
                 pa.array(prepared.names, pa.string()), pa.array(order_ids[position])
             ),
             "bucket": pc.take(pa.array(targets.names, pa.string()), pa.array(target)),
-            "total_gex": sums.totals[position, target, 2],  # from the unrounded sides
-            "call_gex": calls,
-            "put_gex": puts,
-            "contracts": sums.contracts[position, target],
+            "total_gex": totals[position, target, 2],  # from the unrounded sides
+            "call_gex": totals[position, target, 0],
+            "put_gex": totals[position, target, 1],
+            "contracts": contracts[position, target],
         },
         schema=BY_BUCKET_SCHEMA,
     )
@@ -496,22 +519,16 @@ def _add_targets(
         "buckets": buckets if isinstance(buckets, (str, type(None))) else repr(buckets),
         "views": list(views),
     }
-    by_strike_table = None
-    if by_strike:  # the plain per-strike table is the "all" view's
-        if sums.copied is not None:
-            table = sums.copied
-        else:
-            only_all = resolve_targets(prepared, accumulated.work, None, ("all",))
-            every_group = np.ones(prepared.n_groups, dtype=np.uint64)  # "all" has them all
-            table = target_sums(prepared, accumulated, only_all, order, every_group).strike_table
-        by_strike_table = table.select(BY_STRIKE_SCHEMA.names).cast(BY_STRIKE_SCHEMA)
-    return dataclasses.replace(
-        result,
-        by_strike=by_strike_table,
-        by_bucket=by_bucket,
-        by_strike_bucket=sums.strike_table,
-        settings=settings,
-    )
+    # The plain per-strike table: every group, whatever its targets.
+    by_strike_table = _runs_table(prepared.names, order, runs) if by_strike else None
+    return {
+        "by_strike": by_strike_table,
+        "by_bucket": by_bucket,
+        "strike_bucket_source": DeferredStrikeTable(
+            prepared, accumulated, targets, order, bits, runs.grouping
+        ),
+        "settings": settings,
+    }
 
 
 @dataclass
@@ -1178,34 +1195,25 @@ def _assemble(
 
 
 def _strike_table(prepared: _Prepared, accumulated: _Accumulated) -> pa.Table:
+    """``by_strike``: every underlying by name (null names last), then ascending strike."""
     names = prepared.names
-    order_names = sorted(
-        range(len(names)), key=lambda index: (names[index] is None, names[index] or "")
-    )
-    rank = underlying_ranks(names, order_names)
-    order, _ = _group_kernels.order_groups(
-        rank[prepared.group_underlying], prepared.group_strike, len(names)
-    )
-    keep = order[accumulated.group_counts[order] > 0]
-    underlying_ids = prepared.group_underlying[keep]
-    calls = accumulated.group_sums[keep, 0]
-    puts = accumulated.group_sums[keep, 1]
-    net = calls + puts
-    starts = (
-        np.flatnonzero(np.r_[True, underlying_ids[1:] != underlying_ids[:-1]])
-        if keep.size
-        else np.empty(0, np.int64)
-    )
-    cumulative = _kernels.segmented_cumsum(net, starts.astype(np.int64))
+    order = sorted(range(len(names)), key=lambda index: (names[index] is None, names[index] or ""))
+    return _runs_table(names, order, strike_runs(prepared, accumulated, order))
+
+
+def _runs_table(names: list[str | None], order: list[int], runs: StrikeRuns) -> pa.Table:
+    """A BY_STRIKE_SCHEMA table over :func:`fastgex._targets.strike_runs`' rows."""
+    values = runs.values
+    ordered = np.asarray(order, dtype=np.int64)
     return pa.table(
         {
-            "underlying": pc.take(pa.array(names, pa.string()), pa.array(underlying_ids)),
-            "strike": prepared.group_strike[keep],
-            "call_gex": calls,
-            "put_gex": puts,
-            "net_gex": net,
-            "cumulative_net_gex": cumulative,
-            "contracts": accumulated.group_counts[keep],
+            "underlying": pc.take(pa.array(names, pa.string()), pa.array(ordered[runs.rank])),
+            "strike": values[_group_kernels.STRIKE],
+            "call_gex": values[_group_kernels.CALL],
+            "put_gex": values[_group_kernels.PUT],
+            "net_gex": values[_group_kernels.NET],
+            "cumulative_net_gex": values[_group_kernels.CUMULATIVE],
+            "contracts": runs.contracts,
         },
         schema=BY_STRIKE_SCHEMA,
     )

@@ -8,6 +8,8 @@
   (underlying, strike).
 * :func:`target_strike_table` - per (underlying, bucket / view, strike) and per
   (underlying, bucket / view) sums of the groups that belong to each target.
+* :func:`strike_runs` - the plain per-(underlying, strike) table from any finer groups,
+  with the per (underlying, bucket / view) totals alone in the same walk.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from fastgex._jit import exact_function, kernel
+from fastgex._jit import exact_function, kernel, scalar_function
 from fastgex._kernel_common import _neumaier_add, _two_sum
 
 _MIX_FIRST = numba.uint64(0xBF58476D1CE4E5B9)
@@ -184,6 +186,23 @@ def _net_of_sides(call: float, call_low: float, put: float, put_low: float) -> f
     return net + (net_low + (call_low + put_low))
 
 
+@scalar_function
+def _rank_first_runs(run_rank, n_ranks):
+    """Where each rank's runs start (``run_rank`` non-decreasing), with a final entry.
+
+    A rank without runs starts where the next one does, so ``first[r] .. first[r+1]``
+    is always rank ``r``'s (possibly empty) range.
+    """
+    n_runs = run_rank.size
+    first = np.full(n_ranks + 1, n_runs, dtype=np.int64)
+    for run in range(n_runs - 1, -1, -1):
+        first[run_rank[run]] = run
+    for rank in range(n_ranks - 1, -1, -1):
+        if first[rank] > first[rank + 1]:
+            first[rank] = first[rank + 1]
+    return first
+
+
 #: Rows of the ``values`` matrix of :func:`target_strike_table` (each row a column).
 STRIKE, CALL, PUT, NET, CUMULATIVE, CALL_OI, PUT_OI = range(7)
 
@@ -230,15 +249,11 @@ def target_strike_table(
                 mask |= target_bits[group]
         run_mask[run] = mask
     cell_rows = np.zeros((n_ranks, n_targets), dtype=np.int64)
-    rank_first = np.full(n_ranks + 1, n_runs, dtype=np.int64)
-    for run in range(n_runs - 1, -1, -1):
-        rank = run_rank[run]
-        rank_first[rank] = run
+    one = numba.uint64(1)
+    for run in range(n_runs):
         for target in range(n_targets):
-            cell_rows[rank, target] += (run_mask[run] >> numba.uint64(target)) & numba.uint64(1)
-    for rank in range(n_ranks - 1, -1, -1):  # ranks without runs start where the next does
-        if rank_first[rank] > rank_first[rank + 1]:
-            rank_first[rank] = rank_first[rank + 1]
+            cell_rows[run_rank[run], target] += (run_mask[run] >> numba.uint64(target)) & one
+    rank_first = _rank_first_runs(run_rank, n_ranks)
     cell_start = np.empty((n_ranks, n_targets), dtype=np.int64)
     copy_start = np.zeros(n_ranks, dtype=np.int64)
     n_out = 0
@@ -320,3 +335,88 @@ def target_strike_table(
         copy_values,
         copy_contracts,
     )
+
+
+@kernel
+def strike_runs(
+    order, run_starts, run_rank, group_strike, group_sums, group_counts, target_bits, n_targets,
+    n_ranks,
+):  # fmt: skip
+    """The plain per-(rank, strike) table, and per-target totals, from ordered groups.
+
+    ``order`` and ``run_starts`` come from :func:`order_groups`; ``run_rank`` is each
+    run's rank. Each run of groups with one (rank, strike) becomes a row when it has
+    counted rows: call and put GEX (compensated over the run's groups, which differ in
+    expiry or target class), their net, the running net over ascending strikes within
+    the rank (compensated) and the contracts. In the same walk each group is added to
+    the targets of its mask ``target_bits[g]`` (``n_targets`` 0: no totals), which
+    gives the per-(rank, target) totals of :func:`target_strike_table` without its
+    per-target table. One thread per rank, groups in a fixed order: results do not
+    depend on the thread count.
+
+    Returns ``(rank, values, contracts, totals, total_contracts)``: per row its rank;
+    ``values`` (5, rows) holds strike, call, put, net and running net (the first five
+    rows of :func:`target_strike_table`'s layout); per (rank, target) the call, put and
+    net totals (net from the unrounded sides: :func:`_net_of_sides`) and contracts.
+    """
+    n_runs = run_starts.size - 1
+    run_rows = np.zeros(n_runs, dtype=np.int64)
+    for run in numba.prange(n_runs):
+        rows = 0
+        for position in range(run_starts[run], run_starts[run + 1]):
+            rows += group_counts[order[position]]
+        run_rows[run] = rows
+    out_of_run = np.empty(n_runs + 1, dtype=np.int64)
+    n_out = 0
+    for run in range(n_runs):
+        out_of_run[run] = n_out
+        n_out += run_rows[run] > 0
+    out_of_run[n_runs] = n_out
+    rank_first = _rank_first_runs(run_rank, n_ranks)
+    out_rank = np.empty(n_out, dtype=np.int64)
+    values = np.empty((5, n_out))
+    contracts = np.empty(n_out, dtype=np.int64)
+    # Per (rank, target): call, its compensation, put, its compensation.
+    sides = np.zeros((n_ranks, n_targets, 4))
+    total_contracts = np.zeros((n_ranks, n_targets), dtype=np.int64)
+    for rank in numba.prange(n_ranks):
+        net_total, net_correction = 0.0, 0.0
+        for run in range(rank_first[rank], rank_first[rank + 1]):
+            if run_rows[run] == 0:
+                continue
+            call, call_fix, put, put_fix = 0.0, 0.0, 0.0, 0.0
+            for position in range(run_starts[run], run_starts[run + 1]):
+                group = order[position]
+                call, call_fix = _neumaier_add(call, call_fix, group_sums[group, 0])
+                put, put_fix = _neumaier_add(put, put_fix, group_sums[group, 1])
+                if n_targets > 0 and group_counts[group] > 0:
+                    mask = target_bits[group]
+                    target = 0
+                    while mask != numba.uint64(0):
+                        if mask & numba.uint64(1):
+                            side = sides[rank, target]
+                            side[0], side[1] = _neumaier_add(side[0], side[1], group_sums[group, 0])
+                            side[2], side[3] = _neumaier_add(side[2], side[3], group_sums[group, 1])
+                            total_contracts[rank, target] += group_counts[group]
+                        mask >>= numba.uint64(1)
+                        target += 1
+            call += call_fix
+            put += put_fix
+            net_total, net_correction = _neumaier_add(net_total, net_correction, call + put)
+            out = out_of_run[run]
+            out_rank[out] = rank
+            values[STRIKE, out] = group_strike[order[run_starts[run]]]
+            values[CALL, out] = call
+            values[PUT, out] = put
+            values[NET, out] = call + put
+            values[CUMULATIVE, out] = net_total + net_correction
+            contracts[out] = run_rows[run]
+    totals = np.empty((n_ranks, n_targets, 3))
+    for rank in numba.prange(n_ranks):
+        for target in range(n_targets):
+            call, call_low = sides[rank, target, 0], sides[rank, target, 1]
+            put, put_low = sides[rank, target, 2], sides[rank, target, 3]
+            totals[rank, target, 0] = call + call_low
+            totals[rank, target, 1] = put + put_low
+            totals[rank, target, 2] = _net_of_sides(call, call_low, put, put_low)
+    return out_rank, values, contracts, totals, total_contracts
