@@ -317,9 +317,18 @@ def test_the_per_bucket_strike_table_is_built_on_first_access(chain):
     bits = prepared.group_class_bits[prepared.group_expiry]
     eager = target_sums(prepared, accumulated, targets, order, bits)
     assert result.by_strike_bucket.equals(eager.strike_table)
-    # Pickling builds the table and carries it.
-    copy = pickle.loads(pickle.dumps(fastgex.gex(chain, buckets="default")))
+    # Pickling builds the table and carries it; results compare by their tables.
+    fresh = fastgex.gex(chain, buckets="default")
+    copy = pickle.loads(pickle.dumps(fresh))
     assert copy.by_strike_bucket.equals(fastgex.gex(chain, buckets="default").by_strike_bucket)
+    assert copy == fresh == fastgex.gex(chain, buckets="default")
+    assert fresh != fastgex.gex(chain, buckets="default", views=("all", "ex_next_monthly"))
+    # A result pickled while by_strike_bucket was a plain field still loads it.
+    legacy_state = dict(vars(fresh))
+    legacy_state["by_strike_bucket"] = legacy_state.pop("strike_bucket_source").table()
+    legacy = fastgex.GexResult.__new__(fastgex.GexResult)
+    legacy.__setstate__(legacy_state)
+    assert legacy.by_strike_bucket.equals(fresh.by_strike_bucket)
 
 
 @fixed

@@ -140,15 +140,22 @@ class GexResult:
     settings: dict[str, Any] = field(default_factory=dict)
     by_bucket: pa.Table | None = None
     #: The table behind :attr:`by_strike_bucket`, or what builds it on first access.
-    strike_bucket_source: pa.Table | DeferredStrikeTable | None = field(
-        default=None, repr=False, compare=False
-    )
+    #: (``by_strike_bucket`` is a property: construct or ``dataclasses.replace`` with this.)
+    strike_bucket_source: pa.Table | DeferredStrikeTable | None = field(default=None, repr=False)
 
     @property
     def by_strike_bucket(self) -> pa.Table | None:
         """Per (underlying, bucket, strike) table (see the class docstring), or None."""
         source = self.strike_bucket_source
         return source.table() if isinstance(source, DeferredStrikeTable) else source
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, also results pickled while ``by_strike_bucket`` was a plain field."""
+        state = dict(state)
+        if "by_strike_bucket" in state:
+            state.setdefault("strike_bucket_source", state.pop("by_strike_bucket"))
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     def total(self, underlying: str | None = None) -> float:
         """Total GEX of one underlying, or of every underlying when ``None``.
