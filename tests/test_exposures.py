@@ -676,3 +676,74 @@ def test_exposures_cli_units_buckets_and_profile(tmp_path, capsys):
     assert "weekly" in capsys.readouterr().out
     assert main(["exposures", str(path), "--kind", "vega", "--unit", "units_delta"]) == 2
     assert "dollars_per_vol_point" in capsys.readouterr().err
+
+
+@fixed
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 4),  # underlying
+            st.integers(0, 9),  # group within the underlying
+            st.sampled_from([0, 0, 0, 3, 5, 9]),  # greeks-kernel status (0: valid)
+            st.floats(-2.0, 2.0),  # greek
+            st.sampled_from([0.0, 1.0, 250.0, -3.0, float("nan"), float("inf")]),  # OI
+            st.booleans(),  # call
+        ),
+        max_size=150,
+    ),
+    rows_per_block=st.integers(1, 40),
+    sorted_rows=st.booleans(),
+    dealer_position=st.booleans(),
+)
+def test_exposure_blocks_give_the_one_block_result(
+    rows, rows_per_block, sorted_rows, dealer_position
+):
+    """The exposure pass in many blocks against one block (the input-order walk).
+
+    Per row values and reasons, reason counts, group quantities and counts: exact.
+    Sums: within 1e-13 of ``math.fsum`` of the counted values (Neumaier sums in another
+    grouping). Unsorted rows with small blocks take the one-block fallback; sorted rows
+    the block partials.
+    """
+    import math
+
+    from fastgex import _exposure_kernels
+    from fastgex._kernel_common import REASONS
+
+    if sorted_rows:
+        rows = sorted(rows, key=lambda row: (row[0], row[1]))
+    uid = np.array([row[0] for row in rows], dtype=np.int32)
+    gid = np.array([row[0] * 10 + row[1] for row in rows], dtype=np.int32)
+    status = np.array([row[2] for row in rows], dtype=np.int8)
+    greek = np.array([row[3] for row in rows])
+    quantity = np.array([row[4] for row in rows])
+    code = np.array([1 if row[5] else 0 for row in rows], dtype=np.uint8)
+    multiplier = np.full(5, 100.0)
+    price = np.array([10.0, 20.0, 4700.0, 1.5, 300.0])
+
+    def run(block_rows):
+        return _exposure_kernels.exposure_rows(
+            greek, status, quantity, multiplier, code, uid, price, dealer_position, -1.0, 1.0,
+            0.01, 2, gid, 5, 50, len(REASONS) + 1, block_rows,
+        )  # fmt: skip
+
+    blocks, one = run(rows_per_block), run(max(1, len(rows)))
+    np.testing.assert_array_equal(blocks[0], one[0])  # values (NaN where not counted)
+    for index in (1, 4, 5, 6):  # status, group quantity and counts, reason counts
+        np.testing.assert_array_equal(blocks[index], one[index])
+    values, reasons = one[0], one[1]
+    for underlying in range(5):
+        for side, is_call in ((0, 1), (1, 0)):
+            member = (uid == underlying) & (code == is_call) & (reasons == 0)
+            expected = math.fsum(values[member])
+            scale = 1e-13 * (math.fsum(np.abs(values[member])) + 1e-300)
+            assert abs(blocks[2][underlying, side] - expected) <= scale
+            assert abs(one[2][underlying, side] - expected) <= scale
+    for group in range(50):
+        for side, is_call in ((0, 1), (1, 0)):
+            member = (gid == group) & (code == is_call) & (reasons == 0)
+            expected = math.fsum(values[member])
+            assert abs(blocks[3][group, side] - expected) <= 1e-13 * (
+                math.fsum(np.abs(values[member])) + 1e-300
+            )
+    assert int(one[6].sum()) == len(rows)

@@ -52,6 +52,7 @@ from fastgex._gex import (
 )
 from fastgex._greeks_formulas import GREEK_ORDER
 from fastgex._kernel_common import REASONS, STATUS
+from fastgex._kernels import rows_per_block
 from fastgex._levels import strike_expiry_table
 from fastgex._targets import resolve_targets, target_sums
 from fastgex._timing import parse_settlement
@@ -555,6 +556,7 @@ def _exposure_pass(
             len(prepared.names),
             n_groups,
             len(REASONS) + 1,
+            rows_per_block(rows.uid.size, len(prepared.names)),
         )
     return _Pass(*outputs)
 
