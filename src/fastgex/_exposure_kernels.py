@@ -27,6 +27,7 @@ from fastgex._kernel_common import (
     GROUP_CHUNK,
     _finite,
     _id_range,
+    _merge_group_chunk,
     _neumaier_add,
 )
 
@@ -179,13 +180,13 @@ def exposure_rows(
         # would each span most groups.
         block_rows = max(1, n_rows)
         n_blocks = 1
-        first, span = _id_range(underlying_id, 0, n_rows, n_underlyings)
-        block_first[:1] = first
-        block_span[:1] = span
+        block_first = np.zeros(1, dtype=np.int64)
+        block_span = np.zeros(1, dtype=np.int64)
+        group_first = np.zeros(1, dtype=np.int64)
+        group_span = np.zeros(1, dtype=np.int64)
+        block_first[0], block_span[0] = _id_range(underlying_id, 0, n_rows, n_underlyings)
         if with_groups:
-            first_group, group_count = _id_range(group_id, 0, n_rows, n_groups)
-            group_first[:1] = first_group
-            group_span[:1] = group_count
+            group_first[0], group_span[0] = _id_range(group_id, 0, n_rows, n_groups)
     block_offset = np.zeros(n_blocks + 1, dtype=np.int64)
     group_offset = np.zeros(n_blocks + 1, dtype=np.int64)
     for block in range(n_blocks):
@@ -193,10 +194,11 @@ def exposure_rows(
         group_offset[block + 1] = group_offset[block] + group_span[block]
     values = np.empty(n_rows)
     status = np.empty(n_rows, dtype=np.int8)
-    # Per (block, underlying): call, its compensation, put, its compensation.
+    # Per (block, underlying): call, its compensation, put, its compensation; reasons.
     part_sums = np.empty((block_offset[n_blocks], 4))
     part_reasons = np.empty((block_offset[n_blocks], n_codes), dtype=np.int64)
-    # Per (block, group): the same four, then call and put quantity; and counted rows.
+    # Per (block, group): call and put sums, their compensations, call and put
+    # quantity (the GEX kernel's layout, merged by the same code); counted rows.
     part_groups = np.empty((group_offset[n_blocks], 6))
     part_group_counts = np.empty(group_offset[n_blocks], dtype=np.int64)
     for block in numba.prange(n_blocks):
@@ -228,10 +230,10 @@ def exposure_rows(
             if with_groups:
                 group = group_base + group_id[row]
                 total, comp = _neumaier_add(
-                    part_groups[group, 2 * side], part_groups[group, 2 * side + 1], value
+                    part_groups[group, side], part_groups[group, 2 + side], value
                 )
-                part_groups[group, 2 * side] = total
-                part_groups[group, 2 * side + 1] = comp
+                part_groups[group, side] = total
+                part_groups[group, 2 + side] = comp
                 part_groups[group, 4 + side] += quantity[row]
                 part_group_counts[group] += 1
     sums, reason_counts = _merge_underlyings(block_first[:n_blocks], block_offset, part_sums,
@@ -243,49 +245,34 @@ def exposure_rows(
     # Each chunk of groups is merged by one thread, from every block in block order.
     n_chunks = (n_out_groups + GROUP_CHUNK - 1) // GROUP_CHUNK
     for chunk in numba.prange(n_chunks):
-        chunk_first = chunk * GROUP_CHUNK
-        chunk_stop = min(n_out_groups, chunk_first + GROUP_CHUNK)
-        merged = np.zeros((chunk_stop - chunk_first, 4))
-        group_quantity[chunk_first:chunk_stop] = 0.0
-        group_counts[chunk_first:chunk_stop] = 0
-        for block in range(n_blocks):
-            lowest = max(chunk_first, group_first[block])
-            highest = min(chunk_stop, group_first[block] + group_span[block])
-            for group in range(lowest, highest):
-                slot = group_offset[block] + group - group_first[block]
-                _merge_pair(merged, group - chunk_first, part_groups, slot)
-                group_quantity[group, 0] += part_groups[slot, 4]
-                group_quantity[group, 1] += part_groups[slot, 5]
-                group_counts[group] += part_group_counts[slot]
-        for group in range(chunk_first, chunk_stop):
-            local = group - chunk_first
-            group_sums[group, 0] = merged[local, 0] + merged[local, 1]
-            group_sums[group, 1] = merged[local, 2] + merged[local, 3]
+        _merge_group_chunk(chunk * GROUP_CHUNK, min(n_out_groups, (chunk + 1) * GROUP_CHUNK),
+                           group_first[:n_blocks], group_span, group_offset, part_groups,
+                           part_group_counts, group_sums, group_quantity,
+                           group_counts)  # fmt: skip
     return values, status, sums, group_sums, group_quantity, group_counts, reason_counts
-
-
-@scalar_function
-def _merge_pair(merged, index, parts, slot):
-    """Add partial ``parts[slot]`` (call, its compensation, put, its ...) into ``merged[index]``."""
-    for side in range(2):
-        merged[index, 2 * side + 1] += parts[slot, 2 * side + 1]
-        total, comp = _neumaier_add(
-            merged[index, 2 * side], merged[index, 2 * side + 1], parts[slot, 2 * side]
-        )
-        merged[index, 2 * side] = total
-        merged[index, 2 * side + 1] = comp
 
 
 @scalar_function
 def _merge_underlyings(block_first, block_offset, part_sums, part_reasons, n_underlyings,
                        n_codes):  # fmt: skip
-    """Per-underlying sums (compensation added in) and reason counts, blocks in order."""
+    """Per-underlying sums (compensation added in) and reason counts, blocks in order.
+
+    ``part_sums[slot]`` is (call, its compensation, put, its compensation).
+    """
     merged = np.zeros((n_underlyings, 4))
     reason_counts = np.zeros((n_underlyings, n_codes), dtype=np.int64)
     for block in range(block_first.size):
         for slot in range(block_offset[block], block_offset[block + 1]):
             underlying = block_first[block] + slot - block_offset[block]
-            _merge_pair(merged, underlying, part_sums, slot)
+            for side in range(2):
+                merged[underlying, 2 * side + 1] += part_sums[slot, 2 * side + 1]
+                total, comp = _neumaier_add(
+                    merged[underlying, 2 * side],
+                    merged[underlying, 2 * side + 1],
+                    part_sums[slot, 2 * side],
+                )
+                merged[underlying, 2 * side] = total
+                merged[underlying, 2 * side + 1] = comp
             for code in range(n_codes):
                 reason_counts[underlying, code] += part_reasons[slot, code]
     sums = np.empty((n_underlyings, 2))

@@ -57,8 +57,10 @@ from fastgex._kernel_common import (
     STRIP_ROWS,
     SUM_CHUNK,
     _add_to,
+    _combine,
     _finite,
     _id_range,
+    _merge_group_chunk,
     _neumaier_add,
     _two_sum,
 )
@@ -697,34 +699,13 @@ def run(
     group_sums = np.empty((n_out_groups, 2))
     group_quantity = np.empty((n_out_groups, 2))
     group_rows = np.empty(n_out_groups, dtype=np.int64)
-    # Each chunk of groups is merged by one thread, from every block in block order:
-    # deterministic, and the output memory is first touched in parallel.
+    # Each chunk of groups is merged by one thread, from every block in block order.
     n_chunks = (n_out_groups + GROUP_CHUNK - 1) // GROUP_CHUNK
     for chunk in numba.prange(n_chunks):
-        chunk_first = chunk * GROUP_CHUNK
-        chunk_stop = min(n_out_groups, chunk_first + GROUP_CHUNK)
-        correction = np.zeros((chunk_stop - chunk_first, 2))
-        group_sums[chunk_first:chunk_stop] = 0.0
-        group_quantity[chunk_first:chunk_stop] = 0.0
-        group_rows[chunk_first:chunk_stop] = 0
-        for block in range(n_blocks):
-            lowest = max(chunk_first, group_first[block])
-            highest = min(chunk_stop, group_first[block] + group_span[block])
-            for group in range(lowest, highest):
-                slot = group_offset[block] + group - group_first[block]
-                local = group - chunk_first
-                for side in range(2):
-                    correction[local, side] += partial_group[slot, 2 + side]
-                    group_total, group_correction = _neumaier_add(
-                        group_sums[group, side], correction[local, side], partial_group[slot, side]
-                    )
-                    group_sums[group, side] = group_total
-                    correction[local, side] = group_correction
-                    group_quantity[group, side] += partial_group[slot, 4 + side]
-                group_rows[group] += partial_group_rows[slot]
-        for group in range(chunk_first, chunk_stop):
-            for side in range(2):
-                group_sums[group, side] += correction[group - chunk_first, side]
+        _merge_group_chunk(chunk * GROUP_CHUNK, min(n_out_groups, (chunk + 1) * GROUP_CHUNK),
+                           group_first, group_span, group_offset, partial_group,
+                           partial_group_rows, group_sums, group_quantity,
+                           group_rows)  # fmt: skip
     return (
         totals,
         rows,
@@ -733,18 +714,3 @@ def run(
         group_rows,
         sum_details,
     )
-
-
-@scalar_function
-def _combine(first, offset, partial_sums, partial_compensation, sums, compensation):
-    """Add per-block partial sums into ``sums`` in block order (deterministic, compensated)."""
-    for block in range(first.size):
-        for slot in range(offset[block], offset[block + 1]):
-            target = first[block] + slot - offset[block]
-            for side in range(2):
-                compensation[target, side] += partial_compensation[slot, side]
-                total, comp = _neumaier_add(
-                    sums[target, side], compensation[target, side], partial_sums[slot, side]
-                )
-                sums[target, side] = total
-                compensation[target, side] = comp

@@ -139,3 +139,58 @@ def _id_range(ids, start, stop, empty_value):
         highest = value if value > highest else highest
     empty = lowest > highest
     return (0 if empty else lowest), (0 if empty else highest - lowest + 1)
+
+
+@scalar_function
+def _combine(first, offset, partial_sums, partial_compensation, sums, compensation):
+    """Add per-block partial sums into ``sums`` in block order (deterministic, compensated).
+
+    Block ``b`` holds slots ``first[b] ..`` at rows ``offset[b] .. offset[b+1]`` of the
+    partial arrays (call and put columns).
+    """
+    for block in range(first.size):
+        for slot in range(offset[block], offset[block + 1]):
+            target = first[block] + slot - offset[block]
+            for side in range(2):
+                compensation[target, side] += partial_compensation[slot, side]
+                total, comp = _neumaier_add(
+                    sums[target, side], compensation[target, side], partial_sums[slot, side]
+                )
+                sums[target, side] = total
+                compensation[target, side] = comp
+
+
+@exact_function
+def _merge_group_chunk(chunk_first, chunk_stop, group_first, group_span, group_offset,
+                       partial_group, partial_group_rows, group_sums, group_quantity,
+                       group_rows):  # fmt: skip
+    """Groups ``chunk_first .. chunk_stop`` from every block's partials, in block order.
+
+    ``partial_group[slot]`` holds call and put sums, their compensations, then call and
+    put quantity; block ``b`` holds groups ``group_first[b] ..`` (``group_span[b]`` of
+    them) from row ``group_offset[b]``. Writes the compensated sums, the quantities and
+    the counted rows of those groups. One call per chunk, from a parallel loop over
+    chunks: deterministic, and the output memory is first touched in parallel.
+    """
+    correction = np.zeros((chunk_stop - chunk_first, 2))
+    group_sums[chunk_first:chunk_stop] = 0.0
+    group_quantity[chunk_first:chunk_stop] = 0.0
+    group_rows[chunk_first:chunk_stop] = 0
+    for block in range(group_first.size):
+        lowest = max(chunk_first, group_first[block])
+        highest = min(chunk_stop, group_first[block] + group_span[block])
+        for group in range(lowest, highest):
+            slot = group_offset[block] + group - group_first[block]
+            local = group - chunk_first
+            for side in range(2):
+                correction[local, side] += partial_group[slot, 2 + side]
+                group_total, group_correction = _neumaier_add(
+                    group_sums[group, side], correction[local, side], partial_group[slot, side]
+                )
+                group_sums[group, side] = group_total
+                correction[local, side] = group_correction
+                group_quantity[group, side] += partial_group[slot, 4 + side]
+            group_rows[group] += partial_group_rows[slot]
+    for group in range(chunk_first, chunk_stop):
+        for side in range(2):
+            group_sums[group, side] += correction[group - chunk_first, side]
