@@ -25,13 +25,10 @@ from fastgex._kernel_common import (
     _UNKNOWN_TYPE,
     CALL_CODE,
     GROUP_CHUNK,
-    _block_id_ranges,
     _finite,
+    _id_range,
     _merge_group_chunk,
     _neumaier_add,
-    _new_block_ranges,
-    _new_group_outputs,
-    _span_offsets,
 )
 
 
@@ -164,22 +161,37 @@ def exposure_rows(
     with_groups = group_id.size == n_rows and n_groups > 0
     block_rows = max(1, rows_per_block)
     n_blocks = max(1, (n_rows + block_rows - 1) // block_rows)
-    block_first, block_span, group_first, group_span = _new_block_ranges(n_blocks)
+    block_first = np.zeros(n_blocks, dtype=np.int64)
+    block_span = np.zeros(n_blocks, dtype=np.int64)
+    group_first = np.zeros(n_blocks, dtype=np.int64)
+    group_span = np.zeros(n_blocks, dtype=np.int64)
     for block in numba.prange(n_blocks):
-        _block_id_ranges(block, block_rows, underlying_id, n_underlyings, group_id, n_groups,
-                         with_groups, block_first, block_span, group_first,
-                         group_span)  # fmt: skip
+        start = block * block_rows
+        stop = min(n_rows, start + block_rows)
+        first, span = _id_range(underlying_id, start, stop, n_underlyings)
+        block_first[block] = first
+        block_span[block] = span
+        if with_groups:
+            first_group, group_count = _id_range(group_id, start, stop, n_groups)
+            group_first[block] = first_group
+            group_span[block] = group_count
     if n_blocks > 1 and group_span.sum() > 4 * n_groups + n_blocks:
         # Rows far from grouped: one block (one thread) rather than partials that
         # would each span most groups.
         block_rows = max(1, n_rows)
         n_blocks = 1
-        block_first, block_span, group_first, group_span = _new_block_ranges(1)
-        _block_id_ranges(0, block_rows, underlying_id, n_underlyings, group_id, n_groups,
-                         with_groups, block_first, block_span, group_first,
-                         group_span)  # fmt: skip
-    block_offset = _span_offsets(block_span, n_blocks)
-    group_offset = _span_offsets(group_span, n_blocks)
+        block_first = np.zeros(1, dtype=np.int64)
+        block_span = np.zeros(1, dtype=np.int64)
+        group_first = np.zeros(1, dtype=np.int64)
+        group_span = np.zeros(1, dtype=np.int64)
+        block_first[0], block_span[0] = _id_range(underlying_id, 0, n_rows, n_underlyings)
+        if with_groups:
+            group_first[0], group_span[0] = _id_range(group_id, 0, n_rows, n_groups)
+    block_offset = np.zeros(n_blocks + 1, dtype=np.int64)
+    group_offset = np.zeros(n_blocks + 1, dtype=np.int64)
+    for block in range(n_blocks):
+        block_offset[block + 1] = block_offset[block] + block_span[block]
+        group_offset[block + 1] = group_offset[block] + group_span[block]
     values = np.empty(n_rows)
     status = np.empty(n_rows, dtype=np.int8)
     # Per (block, underlying): call, its compensation, put, its compensation; reasons.
@@ -224,15 +236,17 @@ def exposure_rows(
                 part_groups[group, 2 + side] = comp
                 part_groups[group, 4 + side] += quantity[row]
                 part_group_counts[group] += 1
-    sums, reason_counts = _merge_underlyings(block_first, block_offset, part_sums,
+    sums, reason_counts = _merge_underlyings(block_first[:n_blocks], block_offset, part_sums,
                                              part_reasons, n_underlyings, n_codes)  # fmt: skip
     n_out_groups = n_groups if with_groups else 0
-    group_sums, group_quantity, group_counts = _new_group_outputs(n_out_groups)
+    group_sums = np.empty((n_out_groups, 2))
+    group_quantity = np.empty((n_out_groups, 2))
+    group_counts = np.empty(n_out_groups, dtype=np.int64)
     # Each chunk of groups is merged by one thread, from every block in block order.
     n_chunks = (n_out_groups + GROUP_CHUNK - 1) // GROUP_CHUNK
     for chunk in numba.prange(n_chunks):
         _merge_group_chunk(chunk * GROUP_CHUNK, min(n_out_groups, (chunk + 1) * GROUP_CHUNK),
-                           group_first, group_span, group_offset, part_groups,
+                           group_first[:n_blocks], group_span, group_offset, part_groups,
                            part_group_counts, group_sums, group_quantity,
                            group_counts)  # fmt: skip
     return values, status, sums, group_sums, group_quantity, group_counts, reason_counts

@@ -57,14 +57,11 @@ from fastgex._kernel_common import (
     STRIP_ROWS,
     SUM_CHUNK,
     _add_to,
-    _block_id_ranges,
     _combine,
     _finite,
+    _id_range,
     _merge_group_chunk,
     _neumaier_add,
-    _new_block_ranges,
-    _new_group_outputs,
-    _span_offsets,
     _two_sum,
 )
 
@@ -449,13 +446,27 @@ def run(
     # touches; a chain grouped by underlying touches one or two slots per block. A
     # dense blocks x slots array would be mostly zeros, and for a whole market
     # allocating and zeroing it costs more than the GEX itself.
-    block_first, block_span, group_first, group_span = _new_block_ranges(n_blocks)
+    block_first = np.empty(n_blocks, dtype=np.int64)
+    block_span = np.empty(n_blocks, dtype=np.int64)
+    group_first = np.zeros(n_blocks, dtype=np.int64)
+    group_span = np.zeros(n_blocks, dtype=np.int64)
     for block in numba.prange(n_blocks):
-        _block_id_ranges(block, rows_per_block, underlying_id, n_underlyings, group_id, n_groups,
-                         want_groups, block_first, block_span, group_first,
-                         group_span)  # fmt: skip
-    block_offset = _span_offsets(block_span, n_blocks)
-    group_offset = _span_offsets(group_span, n_blocks)
+        block_start = block * rows_per_block
+        block_stop = min(n_rows, block_start + rows_per_block)
+        first, span = _id_range(underlying_id, block_start, block_stop, n_underlyings)
+        block_first[block] = first
+        block_span[block] = span
+        if want_groups:
+            first_group, group_count = _id_range(group_id, block_start, block_stop, n_groups)
+            group_first[block] = first_group
+            group_span[block] = group_count
+    block_offset = np.empty(n_blocks + 1, dtype=np.int64)
+    group_offset = np.empty(n_blocks + 1, dtype=np.int64)
+    block_offset[0] = 0
+    group_offset[0] = 0
+    for block in range(n_blocks):
+        block_offset[block + 1] = block_offset[block] + block_span[block]
+        group_offset[block + 1] = group_offset[block] + group_span[block]
     n_partials = block_offset[n_blocks]
     partial_sums = np.zeros((n_partials, 2))
     partial_compensation = np.zeros((n_partials, 2))
@@ -685,7 +696,9 @@ def run(
                 sums[target, side], compensation[target, side]
             )
     n_out_groups = n_groups if want_groups else 0
-    group_sums, group_quantity, group_rows = _new_group_outputs(n_out_groups)
+    group_sums = np.empty((n_out_groups, 2))
+    group_quantity = np.empty((n_out_groups, 2))
+    group_rows = np.empty(n_out_groups, dtype=np.int64)
     # Each chunk of groups is merged by one thread, from every block in block order.
     n_chunks = (n_out_groups + GROUP_CHUNK - 1) // GROUP_CHUNK
     for chunk in numba.prange(n_chunks):

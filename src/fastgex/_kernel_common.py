@@ -160,16 +160,6 @@ def _combine(first, offset, partial_sums, partial_compensation, sums, compensati
                 compensation[target, side] = comp
 
 
-@scalar_function
-def _new_group_outputs(n_groups):
-    """Empty ``(group_sums, group_quantity, group_rows)`` for :func:`_merge_group_chunk`."""
-    return (
-        np.empty((n_groups, 2)),
-        np.empty((n_groups, 2)),
-        np.empty(n_groups, dtype=np.int64),
-    )
-
-
 @exact_function
 def _merge_group_chunk(chunk_first, chunk_stop, group_first, group_span, group_offset,
                        partial_group, partial_group_rows, group_sums, group_quantity,
@@ -204,43 +194,3 @@ def _merge_group_chunk(chunk_first, chunk_stop, group_first, group_span, group_o
     for group in range(chunk_first, chunk_stop):
         for side in range(2):
             group_sums[group, side] += correction[group - chunk_first, side]
-
-
-@scalar_function
-def _new_block_ranges(n_blocks):
-    """Zeroed ``(block_first, block_span, group_first, group_span)`` for ``n_blocks`` blocks."""
-    return (
-        np.zeros(n_blocks, dtype=np.int64),
-        np.zeros(n_blocks, dtype=np.int64),
-        np.zeros(n_blocks, dtype=np.int64),
-        np.zeros(n_blocks, dtype=np.int64),
-    )
-
-
-@scalar_function
-def _block_id_ranges(block, rows_per_block, underlying_id, n_underlyings, group_id, n_groups,
-                     with_groups, block_first, block_span, group_first, group_span):  # fmt: skip
-    """Block ``block``'s range of underlying (and group) ids, into the four arrays.
-
-    Rows ``block * rows_per_block ..`` (``rows_per_block`` of them, fewer in the last
-    block). Called once per block from a kernel's parallel loop: each block then keeps
-    partial sums only for the ids it touches.
-    """
-    start = block * rows_per_block
-    stop = min(underlying_id.size, start + rows_per_block)
-    first, span = _id_range(underlying_id, start, stop, n_underlyings)
-    block_first[block] = first
-    block_span[block] = span
-    if with_groups:
-        first_group, group_count = _id_range(group_id, start, stop, n_groups)
-        group_first[block] = first_group
-        group_span[block] = group_count
-
-
-@scalar_function
-def _span_offsets(spans, n_blocks):
-    """Where each of the first ``n_blocks`` blocks' partials start (with a final total)."""
-    offsets = np.zeros(n_blocks + 1, dtype=np.int64)
-    for block in range(n_blocks):
-        offsets[block + 1] = offsets[block] + spans[block]
-    return offsets
