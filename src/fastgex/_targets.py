@@ -251,8 +251,6 @@ class TargetSums:
     totals: np.ndarray  # (len(order), targets, 3): call / put / net GEX per reported underlying
     contracts: np.ndarray  # (len(order), targets)
     strike_table: pa.Table  # BY_STRIKE_BUCKET_SCHEMA, ordered underlying, target, strike
-    #: The ``copy_target`` rows of ``strike_table`` (same schema), or None.
-    copied: pa.Table | None = None
 
 
 def _strike_bucket_table(names, ordered, rank, bucket, values, contracts) -> pa.Table:
@@ -373,7 +371,6 @@ class DeferredStrikeTable:
             targets,
             list(order),
             bits,
-            -1,
             grouping,
         )
         self._table: pa.Table | None = None
@@ -417,7 +414,6 @@ def target_sums(
     targets: Targets,
     order: Sequence[int],
     bits: np.ndarray | None = None,
-    copy_target: int = -1,
     grouping: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TargetSums:
     """Reduce the (underlying, strike, expiry or class) group sums to every target.
@@ -425,8 +421,7 @@ def target_sums(
     ``order`` lists the underlying ids to report, in output order; totals are indexed
     by position in it. ``bits`` is each group's target mask when the groups are keyed
     by class (:meth:`Targets.row_classes`); by default it comes from their expiries.
-    ``copy_target`` (an index into ``targets.names``) also returns that target's rows
-    as a table of their own (``copied``), without filtering the big one. ``grouping``
+    ``grouping``
     is :func:`fastgex._group_kernels.order_groups`' result for these groups and ``order``
     when the caller has it (:attr:`StrikeRuns.grouping`).
     """
@@ -436,28 +431,20 @@ def target_sums(
     if grouping is None:
         grouping = _group_kernels.order_groups(group_rank, prepared.group_strike, len(order))
     group_order, run_starts = grouping
-    (
-        out_rank,
-        out_target,
-        values,
-        contracts,
-        totals,
-        total_contracts,
-        copy_rank,
-        copy_values,
-        copy_contracts,
-    ) = _group_kernels.target_strike_table(
-        group_order,
-        run_starts,
-        group_rank[group_order[run_starts[:-1]]],
-        bits,
-        prepared.group_strike,
-        accumulated.group_sums,
-        accumulated.group_quantity,
-        accumulated.group_counts,
-        len(targets.names),
-        len(order),
-        copy_target,
+    out_rank, out_target, values, contracts, totals, total_contracts, *_ = (
+        _group_kernels.target_strike_table(
+            group_order,
+            run_starts,
+            group_rank[group_order[run_starts[:-1]]],
+            bits,
+            prepared.group_strike,
+            accumulated.group_sums,
+            accumulated.group_quantity,
+            accumulated.group_counts,
+            len(targets.names),
+            len(order),
+            -1,  # no copied target: the plain per-strike table comes from strike_runs
+        )
     )
     ordered = np.asarray(order, dtype=np.int64)
     names = pa.array(prepared.names, pa.string())
@@ -465,15 +452,4 @@ def target_sums(
     table = _strike_bucket_table(
         names, ordered, out_rank, pc.take(bucket_names, pa.array(out_target)), values, contracts
     )
-    copied = None
-    if copy_target >= 0:
-        bucket = pa.repeat(pa.scalar(targets.names[copy_target], pa.string()), copy_rank.size)
-        copied = _strike_bucket_table(
-            names, ordered, copy_rank, bucket, copy_values, copy_contracts
-        )
-    return TargetSums(
-        totals=totals,
-        contracts=total_contracts,
-        strike_table=table,
-        copied=copied,
-    )
+    return TargetSums(totals=totals, contracts=total_contracts, strike_table=table)
