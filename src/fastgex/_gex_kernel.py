@@ -383,6 +383,248 @@ def _add_group_row(partial_group, partial_group_rows, slot, code, value, amount)
     partial_group_rows[slot] += 1
 
 
+@kernel(parallel=False)
+def _block_partials(
+    block,
+    rows_per_block,
+    strike,
+    vol,
+    time_to_expiry,
+    quantity,
+    option_code,
+    underlying_id,
+    spot,
+    rate,
+    dividend_yield,
+    forward,
+    gamma_column,
+    multiplier,
+    call_sign,
+    put_sign,
+    unit_scale,
+    min_time,
+    values_out,
+    status_out,
+    group_id,
+    exact_slots,
+    want_groups,
+    any_exact,
+    write_values,
+    write_status,
+    block_first,
+    block_offset,
+    group_first,
+    group_offset,
+    partial_sums,
+    partial_compensation,
+    partial_size,
+    partial_rows,
+    partial_group,
+    partial_group_rows,
+):
+    """One block's rows into its partial sums, counts and group rows (see :func:`run`).
+
+    A function of its own, called from ``run``'s parallel loop, so that Numba's parfor
+    passes only see a one-line loop body: with the body (two inlined copies of the
+    formula) inside the ``prange`` they cost over half of the kernel's cold compile.
+    """
+    n_rows = strike.size
+    block_start = block * rows_per_block
+    block_stop = min(n_rows, block_start + rows_per_block)
+    partial_base = block_offset[block] - block_first[block]
+    group_base = group_offset[block] - group_first[block]
+    partial_group[group_offset[block] : group_offset[block + 1]] = 0.0
+    partial_group_rows[group_offset[block] : group_offset[block + 1]] = 0
+    # Where the per-row values go: the caller's array, else (when groups need
+    # them) a strip-sized scratch that stays in L1.
+    scratch = np.empty(STRIP_ROWS if (want_groups or any_exact) and not write_values else 0)
+    stored = values_out if write_values else scratch
+    store_values = write_values or want_groups or any_exact
+    for strip_start in range(block_start, block_stop, STRIP_ROWS):
+        # Unsigned indices: numba then skips its negative-index wraparound
+        # check, which otherwise stops LLVM from vectorizing these loops.
+        base = numba.uint64(strip_start)
+        length = numba.uint64(min(STRIP_ROWS, block_stop - strip_start))
+        stored_base = numba.uint64(0) if write_values else base
+        first_underlying = underlying_id[base]
+        mixed = 0
+        for offset in range(length):
+            mixed += underlying_id[base + offset] != first_underlying
+        start = numba.uint64(0)
+        while start < length:
+            underlying = underlying_id[base + start]
+            stop = length
+            if mixed != 0:
+                stop = start + numba.uint64(1)
+                while stop < length and underlying_id[base + stop] == underlying:
+                    stop += numba.uint64(1)
+            if any_exact and exact_slots[underlying] == 0:
+                start = stop  # the exact pass sums the marked slots only
+                continue
+            spot_value = spot[underlying]
+            rate_value = rate[underlying] if not ROW_CARRY else 0.0
+            dividend_value = dividend_yield[underlying] if not ROW_CARRY else 0.0
+            multiplier_value = multiplier[underlying] if not ROW_MULTIPLIER else 0.0
+            # Two calls that differ only in the last argument, on purpose: a literal
+            # True/False lets the per-row store be compiled out of the hot loop.
+            if store_values:
+                sums_out = segment_sums(
+                    base + start,
+                    stop - start,
+                    strike,
+                    vol,
+                    time_to_expiry,
+                    quantity,
+                    option_code,
+                    rate,
+                    dividend_yield,
+                    forward,
+                    gamma_column,
+                    multiplier,
+                    spot_value,
+                    rate_value,
+                    dividend_value,
+                    multiplier_value,
+                    call_sign,
+                    put_sign,
+                    unit_scale,
+                    min_time,
+                    stored,
+                    stored_base,
+                    True,
+                )
+            else:
+                sums_out = segment_sums(
+                    base + start,
+                    stop - start,
+                    strike,
+                    vol,
+                    time_to_expiry,
+                    quantity,
+                    option_code,
+                    rate,
+                    dividend_yield,
+                    forward,
+                    gamma_column,
+                    multiplier,
+                    spot_value,
+                    rate_value,
+                    dividend_value,
+                    multiplier_value,
+                    call_sign,
+                    put_sign,
+                    unit_scale,
+                    min_time,
+                    stored,
+                    stored_base,
+                    False,
+                )
+            counted = sums_out[6]
+            slot = partial_base + underlying
+            if counted != stop - start:
+                # Some rows did not count: walk the segment row by row, naming the
+                # reason of each bad row. Its sums and count come from this walk
+                # alone, so every row is counted or dropped in exactly one place even
+                # where the two compiled copies of the formula disagree at the edge
+                # of float64.
+                counted = 0
+                walked = np.zeros(6)  # call, its compensation, put, ..., the sizes
+                for offset in range(start, stop):
+                    row = base + offset
+                    value, valid = contract_value_row(
+                        row,
+                        strike,
+                        vol,
+                        time_to_expiry,
+                        quantity,
+                        option_code,
+                        rate,
+                        dividend_yield,
+                        forward,
+                        gamma_column,
+                        multiplier,
+                        spot_value,
+                        rate_value,
+                        dividend_value,
+                        multiplier_value,
+                        call_sign,
+                        put_sign,
+                        unit_scale,
+                        min_time,
+                    )
+                    if store_values:
+                        stored[row - stored_base] = value if valid != 0 else 0.0
+                    if valid != 0:
+                        counted += 1
+                        side = 0 if option_code[row] == CALL_CODE else 1
+                        total, compensation = _neumaier_add(
+                            walked[2 * side], walked[2 * side + 1], value
+                        )
+                        walked[2 * side] = total
+                        walked[2 * side + 1] = compensation
+                        walked[4 + side] += abs(value)
+                        if want_groups:
+                            _add_group_row(
+                                partial_group,
+                                partial_group_rows,
+                                group_base + group_id[row],
+                                option_code[row],
+                                value,
+                                quantity[row],
+                            )
+                        continue
+                    status = row_status(
+                        row,
+                        strike,
+                        vol,
+                        time_to_expiry,
+                        quantity,
+                        option_code,
+                        underlying_id,
+                        rate,
+                        dividend_yield,
+                        forward,
+                        gamma_column,
+                        multiplier,
+                    )
+                    if status == 0:  # valid inputs, but no finite result
+                        status = _NON_FINITE
+                    partial_rows[slot, status] += 1
+                    if write_status:
+                        status_out[row] = status
+                sums_out = (
+                    walked[0], walked[1], walked[2], walked[3], walked[4], walked[5], counted
+                )  # fmt: skip
+            else:
+                if any_exact and exact_slots[underlying] != 0:
+                    exact = _exact_segment_sums(
+                        stored, option_code, base + start, stop - start, stored_base
+                    )
+                    sums_out = (
+                        exact[0], exact[1], exact[2], exact[3], exact[4], exact[5], counted
+                    )  # fmt: skip
+                if want_groups:
+                    for offset in range(start, stop):
+                        row = base + offset
+                        _add_group_row(
+                            partial_group,
+                            partial_group_rows,
+                            group_base + group_id[row],
+                            option_code[row],
+                            stored[row - stored_base],
+                            quantity[row],
+                        )
+            partial_rows[slot, 0] += counted
+            call_total, call_low, put_total, put_low, call_size, put_size, _ = sums_out
+            _add_to(partial_sums, partial_compensation, slot, 0, call_total)
+            _add_to(partial_sums, partial_compensation, slot, 1, put_total)
+            partial_compensation[slot, 0] += call_low
+            partial_compensation[slot, 1] += put_low
+            partial_size[slot, 0] += call_size
+            partial_size[slot, 1] += put_size
+            start = stop
+
+
 @kernel
 def run(
     strike,
@@ -484,200 +726,16 @@ def run(
     write_values = values_out.size == n_rows
     write_status = status_out.size == n_rows
     for block in numba.prange(n_blocks):
-        block_start = block * rows_per_block
-        block_stop = min(n_rows, block_start + rows_per_block)
-        partial_base = block_offset[block] - block_first[block]
-        group_base = group_offset[block] - group_first[block]
-        partial_group[group_offset[block] : group_offset[block + 1]] = 0.0
-        partial_group_rows[group_offset[block] : group_offset[block + 1]] = 0
-        # Where the per-row values go: the caller's array, else (when groups need
-        # them) a strip-sized scratch that stays in L1.
-        scratch = np.empty(STRIP_ROWS if (want_groups or any_exact) and not write_values else 0)
-        stored = values_out if write_values else scratch
-        store_values = write_values or want_groups or any_exact
-        for strip_start in range(block_start, block_stop, STRIP_ROWS):
-            # Unsigned indices: numba then skips its negative-index wraparound
-            # check, which otherwise stops LLVM from vectorizing these loops.
-            base = numba.uint64(strip_start)
-            length = numba.uint64(min(STRIP_ROWS, block_stop - strip_start))
-            stored_base = numba.uint64(0) if write_values else base
-            first_underlying = underlying_id[base]
-            mixed = 0
-            for offset in range(length):
-                mixed += underlying_id[base + offset] != first_underlying
-            start = numba.uint64(0)
-            while start < length:
-                underlying = underlying_id[base + start]
-                stop = length
-                if mixed != 0:
-                    stop = start + numba.uint64(1)
-                    while stop < length and underlying_id[base + stop] == underlying:
-                        stop += numba.uint64(1)
-                if any_exact and exact_slots[underlying] == 0:
-                    start = stop  # the exact pass sums the marked slots only
-                    continue
-                spot_value = spot[underlying]
-                rate_value = rate[underlying] if not ROW_CARRY else 0.0
-                dividend_value = dividend_yield[underlying] if not ROW_CARRY else 0.0
-                multiplier_value = multiplier[underlying] if not ROW_MULTIPLIER else 0.0
-                # Two calls that differ only in the last argument, on purpose: a literal
-                # True/False lets the per-row store be compiled out of the hot loop.
-                if store_values:
-                    sums_out = segment_sums(
-                        base + start,
-                        stop - start,
-                        strike,
-                        vol,
-                        time_to_expiry,
-                        quantity,
-                        option_code,
-                        rate,
-                        dividend_yield,
-                        forward,
-                        gamma_column,
-                        multiplier,
-                        spot_value,
-                        rate_value,
-                        dividend_value,
-                        multiplier_value,
-                        call_sign,
-                        put_sign,
-                        unit_scale,
-                        min_time,
-                        stored,
-                        stored_base,
-                        True,
-                    )
-                else:
-                    sums_out = segment_sums(
-                        base + start,
-                        stop - start,
-                        strike,
-                        vol,
-                        time_to_expiry,
-                        quantity,
-                        option_code,
-                        rate,
-                        dividend_yield,
-                        forward,
-                        gamma_column,
-                        multiplier,
-                        spot_value,
-                        rate_value,
-                        dividend_value,
-                        multiplier_value,
-                        call_sign,
-                        put_sign,
-                        unit_scale,
-                        min_time,
-                        stored,
-                        stored_base,
-                        False,
-                    )
-                counted = sums_out[6]
-                slot = partial_base + underlying
-                if counted != stop - start:
-                    # Some rows did not count: walk the segment row by row, naming the
-                    # reason of each bad row. Its sums and count come from this walk
-                    # alone, so every row is counted or dropped in exactly one place even
-                    # where the two compiled copies of the formula disagree at the edge
-                    # of float64.
-                    counted = 0
-                    walked = np.zeros(6)  # call, its compensation, put, ..., the sizes
-                    for offset in range(start, stop):
-                        row = base + offset
-                        value, valid = contract_value_row(
-                            row,
-                            strike,
-                            vol,
-                            time_to_expiry,
-                            quantity,
-                            option_code,
-                            rate,
-                            dividend_yield,
-                            forward,
-                            gamma_column,
-                            multiplier,
-                            spot_value,
-                            rate_value,
-                            dividend_value,
-                            multiplier_value,
-                            call_sign,
-                            put_sign,
-                            unit_scale,
-                            min_time,
-                        )
-                        if store_values:
-                            stored[row - stored_base] = value if valid != 0 else 0.0
-                        if valid != 0:
-                            counted += 1
-                            side = 0 if option_code[row] == CALL_CODE else 1
-                            total, compensation = _neumaier_add(
-                                walked[2 * side], walked[2 * side + 1], value
-                            )
-                            walked[2 * side] = total
-                            walked[2 * side + 1] = compensation
-                            walked[4 + side] += abs(value)
-                            if want_groups:
-                                _add_group_row(
-                                    partial_group,
-                                    partial_group_rows,
-                                    group_base + group_id[row],
-                                    option_code[row],
-                                    value,
-                                    quantity[row],
-                                )
-                            continue
-                        status = row_status(
-                            row,
-                            strike,
-                            vol,
-                            time_to_expiry,
-                            quantity,
-                            option_code,
-                            underlying_id,
-                            rate,
-                            dividend_yield,
-                            forward,
-                            gamma_column,
-                            multiplier,
-                        )
-                        if status == 0:  # valid inputs, but no finite result
-                            status = _NON_FINITE
-                        partial_rows[slot, status] += 1
-                        if write_status:
-                            status_out[row] = status
-                    sums_out = (
-                        walked[0], walked[1], walked[2], walked[3], walked[4], walked[5], counted
-                    )  # fmt: skip
-                else:
-                    if any_exact and exact_slots[underlying] != 0:
-                        exact = _exact_segment_sums(
-                            stored, option_code, base + start, stop - start, stored_base
-                        )
-                        sums_out = (
-                            exact[0], exact[1], exact[2], exact[3], exact[4], exact[5], counted
-                        )  # fmt: skip
-                    if want_groups:
-                        for offset in range(start, stop):
-                            row = base + offset
-                            _add_group_row(
-                                partial_group,
-                                partial_group_rows,
-                                group_base + group_id[row],
-                                option_code[row],
-                                stored[row - stored_base],
-                                quantity[row],
-                            )
-                partial_rows[slot, 0] += counted
-                call_total, call_low, put_total, put_low, call_size, put_size, _ = sums_out
-                _add_to(partial_sums, partial_compensation, slot, 0, call_total)
-                _add_to(partial_sums, partial_compensation, slot, 1, put_total)
-                partial_compensation[slot, 0] += call_low
-                partial_compensation[slot, 1] += put_low
-                partial_size[slot, 0] += call_size
-                partial_size[slot, 1] += put_size
-                start = stop
+        # int64: the parallel loop's index is typed uint64 in the gufunc but int64
+        # before, and each type would compile the block function again.
+        _block_partials(np.int64(block), rows_per_block, strike, vol, time_to_expiry, quantity,
+                        option_code, underlying_id, spot, rate, dividend_yield, forward,
+                        gamma_column, multiplier, call_sign, put_sign, unit_scale,
+                        min_time, values_out, status_out, group_id, exact_slots,
+                        want_groups, any_exact, write_values, write_status, block_first,
+                        block_offset, group_first, group_offset, partial_sums,
+                        partial_compensation, partial_size, partial_rows, partial_group,
+                        partial_group_rows)  # fmt: skip
     sums = np.zeros((n_underlyings, 2))
     compensation = np.zeros((n_underlyings, 2))
     rows = np.zeros((n_underlyings, len(REASONS) + 1), dtype=np.int64)
@@ -686,7 +744,8 @@ def run(
     for block in range(n_blocks):
         for slot in range(block_offset[block], block_offset[block + 1]):
             target = block_first[block] + slot - block_offset[block]
-            rows[target] += partial_rows[slot]
+            for reason in range(rows.shape[1]):  # a loop: an array += costs 2 s of compile
+                rows[target, reason] += partial_rows[slot, reason]
             sum_details[target, 2] += partial_size[slot, 0]
             sum_details[target, 3] += partial_size[slot, 1]
     totals = np.empty((n_underlyings, 2))
