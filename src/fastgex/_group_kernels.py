@@ -132,6 +132,24 @@ def take_int32(values, index):
     return out
 
 
+@kernel(parallel=False)
+def _order_rank(order, new_run, group_strike, first, stop):
+    """Sort ``order[first:stop]`` by strike (stable) and mark where each strike starts.
+
+    :func:`order_groups`' per-rank step, a function of its own so that Numba's parfor
+    passes do not also work through the inlined sort (compile time).
+    """
+    if stop > first:
+        segment = order[first:stop].copy()
+        by_strike = np.argsort(group_strike[segment], kind="mergesort")
+        for position in range(stop - first):  # a loop: a slice assignment costs 2 s of compile
+            order[first + position] = segment[by_strike[position]]
+        new_run[first] = True
+        for position in range(first + 1, stop):
+            previous = group_strike[order[position - 1]]
+            new_run[position] = group_strike[order[position]] != previous
+
+
 @kernel
 def order_groups(group_rank, group_strike, n_ranks):
     """Groups by ``group_rank`` (stable), then ascending strike; runs of equal strikes.
@@ -156,14 +174,7 @@ def order_groups(group_rank, group_strike, n_ranks):
             filled[rank] += 1
     new_run = np.zeros(order.size, dtype=np.bool_)
     for rank in numba.prange(n_ranks):
-        first, stop = starts[rank], starts[rank + 1]
-        if stop > first:
-            segment = order[first:stop]
-            order[first:stop] = segment[np.argsort(group_strike[segment], kind="mergesort")]
-            new_run[first] = True
-            for position in range(first + 1, stop):
-                previous = group_strike[order[position - 1]]
-                new_run[position] = group_strike[order[position]] != previous
+        _order_rank(order, new_run, group_strike, starts[rank], starts[rank + 1])
     run_starts = np.empty(np.count_nonzero(new_run) + 1, dtype=np.int64)
     run = 0
     for position in range(order.size):
@@ -337,6 +348,49 @@ def target_strike_table(
     )
 
 
+@kernel(parallel=False)
+def _rank_strike_rows(
+    rank, rank_first, run_rows, run_starts, order, group_strike, group_sums, group_counts,
+    target_bits, n_targets, out_of_run, out_rank, values, contracts, sides, total_contracts,
+):  # fmt: skip
+    """One rank's rows of :func:`strike_runs`, and its per-target sides and contracts.
+
+    A function of its own, so that Numba's parfor passes see a one-call loop body
+    (compile time).
+    """
+    net_total, net_correction = 0.0, 0.0
+    for run in range(rank_first[rank], rank_first[rank + 1]):
+        if run_rows[run] == 0:
+            continue
+        call, call_fix, put, put_fix = 0.0, 0.0, 0.0, 0.0
+        for position in range(run_starts[run], run_starts[run + 1]):
+            group = order[position]
+            call, call_fix = _neumaier_add(call, call_fix, group_sums[group, 0])
+            put, put_fix = _neumaier_add(put, put_fix, group_sums[group, 1])
+            if n_targets > 0 and group_counts[group] > 0:
+                mask = target_bits[group]
+                target = 0
+                while mask != numba.uint64(0):
+                    if mask & numba.uint64(1):
+                        side = sides[rank, target]
+                        side[0], side[1] = _neumaier_add(side[0], side[1], group_sums[group, 0])
+                        side[2], side[3] = _neumaier_add(side[2], side[3], group_sums[group, 1])
+                        total_contracts[rank, target] += group_counts[group]
+                    mask >>= numba.uint64(1)
+                    target += 1
+        call += call_fix
+        put += put_fix
+        net_total, net_correction = _neumaier_add(net_total, net_correction, call + put)
+        out = out_of_run[run]
+        out_rank[out] = rank
+        values[STRIKE, out] = group_strike[order[run_starts[run]]]
+        values[CALL, out] = call
+        values[PUT, out] = put
+        values[NET, out] = call + put
+        values[CUMULATIVE, out] = net_total + net_correction
+        contracts[out] = run_rows[run]
+
+
 @kernel
 def strike_runs(
     order, run_starts, run_rank, group_strike, group_sums, group_counts, target_bits, n_targets,
@@ -361,7 +415,8 @@ def strike_runs(
     """
     n_runs = run_starts.size - 1
     run_rows = np.zeros(n_runs, dtype=np.int64)
-    for run in numba.prange(n_runs):
+    # Serial: a few reads per run, cheaper than what a parallel loop adds to the compile.
+    for run in range(n_runs):
         rows = 0
         for position in range(run_starts[run], run_starts[run + 1]):
             rows += group_counts[order[position]]
@@ -380,39 +435,13 @@ def strike_runs(
     sides = np.zeros((n_ranks, n_targets, 4))
     total_contracts = np.zeros((n_ranks, n_targets), dtype=np.int64)
     for rank in numba.prange(n_ranks):
-        net_total, net_correction = 0.0, 0.0
-        for run in range(rank_first[rank], rank_first[rank + 1]):
-            if run_rows[run] == 0:
-                continue
-            call, call_fix, put, put_fix = 0.0, 0.0, 0.0, 0.0
-            for position in range(run_starts[run], run_starts[run + 1]):
-                group = order[position]
-                call, call_fix = _neumaier_add(call, call_fix, group_sums[group, 0])
-                put, put_fix = _neumaier_add(put, put_fix, group_sums[group, 1])
-                if n_targets > 0 and group_counts[group] > 0:
-                    mask = target_bits[group]
-                    target = 0
-                    while mask != numba.uint64(0):
-                        if mask & numba.uint64(1):
-                            side = sides[rank, target]
-                            side[0], side[1] = _neumaier_add(side[0], side[1], group_sums[group, 0])
-                            side[2], side[3] = _neumaier_add(side[2], side[3], group_sums[group, 1])
-                            total_contracts[rank, target] += group_counts[group]
-                        mask >>= numba.uint64(1)
-                        target += 1
-            call += call_fix
-            put += put_fix
-            net_total, net_correction = _neumaier_add(net_total, net_correction, call + put)
-            out = out_of_run[run]
-            out_rank[out] = rank
-            values[STRIKE, out] = group_strike[order[run_starts[run]]]
-            values[CALL, out] = call
-            values[PUT, out] = put
-            values[NET, out] = call + put
-            values[CUMULATIVE, out] = net_total + net_correction
-            contracts[out] = run_rows[run]
+        # int64: the loop index is uint64 inside the gufunc, int64 before it.
+        _rank_strike_rows(np.int64(rank), rank_first, run_rows, run_starts, order,
+                          group_strike, group_sums, group_counts, target_bits, n_targets,
+                          out_of_run, out_rank, values, contracts, sides,
+                          total_contracts)  # fmt: skip
     totals = np.empty((n_ranks, n_targets, 3))
-    for rank in numba.prange(n_ranks):
+    for rank in range(n_ranks):  # serial: small, see above
         for target in range(n_targets):
             call, call_low = sides[rank, target, 0], sides[rank, target, 1]
             put, put_low = sides[rank, target, 2], sides[rank, target, 3]
