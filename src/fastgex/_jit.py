@@ -162,6 +162,28 @@ def threading_layer() -> str | None:
         return None
 
 
+def _parallel_options() -> dict[str, bool]:
+    """Numba's ``parallel=`` for the kernels: explicit ``prange`` loops only.
+
+    With ``parallel=True`` Numba also turns every ``np.zeros`` / ``np.empty``-and-fill
+    and array expression into a parallel loop of its own, each compiled as a separate
+    gufunc: the GEX kernel had six of those besides its three ``prange`` loops, about a
+    second of cold compile each, for arrays of a few thousand entries. The loops that
+    matter are written as ``prange``, so nothing else is converted. (A new dict each
+    time: Numba consumes it.)
+    """
+    return {
+        "prange": True,
+        "numpy": False,
+        "reduction": False,
+        "setitem": False,
+        "inplace_binop": False,
+        "comprehension": False,
+        "stencil": False,
+        "fusion": False,
+    }
+
+
 def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
     """Compile a loop kernel (``prange`` loops run in parallel when ``parallel``).
 
@@ -172,7 +194,7 @@ def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
     def decorate(inner: FunctionT) -> Any:
         compiled = numba.njit(
             cache=CACHE,
-            parallel=parallel,
+            parallel=_parallel_options() if parallel else False,
             error_model="numpy",
             fastmath=set(FASTMATH_FLAGS),
             nogil=True,
