@@ -227,6 +227,94 @@ def _run_segment(
     return invalid
 
 
+@kernel(parallel=False)
+def _strip_greeks(
+    strip, strike, vol, time_to_expiry, option_code, underlying_id, spot, forward, rate,
+    dividend_yield, min_time, scale_values, outputs, status_out,
+):  # fmt: skip
+    """One strip of :func:`run`: its runs of one underlying, then the reasons of bad rows.
+
+    Returns the strip's invalid rows. A function of its own, called from ``run``'s
+    parallel loop, so that Numba's parfor passes see a one-call loop body instead of
+    the inlined formulas (compile time).
+    """
+    n_rows = strike.size
+    # Unsigned indices: no negative-index wraparound checks, so loops vectorize.
+    base = numba.uint64(strip * STRIP_ROWS)
+    length = numba.uint64(min(STRIP_ROWS, n_rows - strip * STRIP_ROWS))
+    first_underlying = underlying_id[base]
+    mixed = 0
+    for offset in range(length):
+        mixed += underlying_id[base + offset] != first_underlying
+        status_out[base + offset] = 0
+    strip_invalid = 0
+    start = numba.uint64(0)
+    while start < length:
+        underlying = underlying_id[base + start]
+        stop = length
+        if mixed != 0:
+            stop = start + numba.uint64(1)
+            while stop < length and underlying_id[base + stop] == underlying:
+                stop += numba.uint64(1)
+        spot_value = 1.0 if BLACK76 else spot[underlying]
+        rate_value = 0.0 if ROW_CARRY else rate[underlying]
+        dividend_value = 0.0 if ROW_CARRY else dividend_yield[underlying]
+        invalid = _run_segment(
+            base + start,
+            stop - start,
+            strike,
+            vol,
+            time_to_expiry,
+            option_code,
+            forward,
+            rate,
+            dividend_yield,
+            spot_value,
+            rate_value,
+            dividend_value,
+            min_time,
+            scale_values,
+            outputs,
+        )
+        if invalid != 0:  # name the reason of each invalid row, one by one
+            for offset in range(start, stop):
+                row = base + offset
+                row_flags = _row_values_row(
+                    row,
+                    strike,
+                    vol,
+                    time_to_expiry,
+                    option_code,
+                    forward,
+                    rate,
+                    dividend_yield,
+                    spot_value,
+                    rate_value,
+                    dividend_value,
+                    min_time,
+                )
+                if row_flags[0]:
+                    continue
+                status = row_status(
+                    row,
+                    strike,
+                    vol,
+                    time_to_expiry,
+                    option_code,
+                    forward,
+                    rate,
+                    dividend_yield,
+                    spot_value,
+                    rate_value,
+                    dividend_value,
+                )
+                # Valid inputs but no finite result.
+                status_out[row] = _NON_FINITE if status == 0 else status
+        strip_invalid += invalid
+        start = stop
+    return strip_invalid
+
+
 @kernel
 def run(
     strike,
@@ -272,80 +360,11 @@ def run(
                     scales[5], scales[6], scales[7], scales[8], scales[9])  # fmt: skip
     invalid_per_strip = np.zeros(n_strips, dtype=np.int64)
     for strip in numba.prange(n_strips):
-        # Unsigned indices: no negative-index wraparound checks, so loops vectorize.
-        base = numba.uint64(strip * STRIP_ROWS)
-        length = numba.uint64(min(STRIP_ROWS, n_rows - strip * STRIP_ROWS))
-        first_underlying = underlying_id[base]
-        mixed = 0
-        for offset in range(length):
-            mixed += underlying_id[base + offset] != first_underlying
-            status_out[base + offset] = 0
-        strip_invalid = 0
-        start = numba.uint64(0)
-        while start < length:
-            underlying = underlying_id[base + start]
-            stop = length
-            if mixed != 0:
-                stop = start + numba.uint64(1)
-                while stop < length and underlying_id[base + stop] == underlying:
-                    stop += numba.uint64(1)
-            spot_value = 1.0 if BLACK76 else spot[underlying]
-            rate_value = 0.0 if ROW_CARRY else rate[underlying]
-            dividend_value = 0.0 if ROW_CARRY else dividend_yield[underlying]
-            invalid = _run_segment(
-                base + start,
-                stop - start,
-                strike,
-                vol,
-                time_to_expiry,
-                option_code,
-                forward,
-                rate,
-                dividend_yield,
-                spot_value,
-                rate_value,
-                dividend_value,
-                min_time,
-                scale_values,
-                outputs,
-            )
-            if invalid != 0:  # name the reason of each invalid row, one by one
-                for offset in range(start, stop):
-                    row = base + offset
-                    row_flags = _row_values_row(
-                        row,
-                        strike,
-                        vol,
-                        time_to_expiry,
-                        option_code,
-                        forward,
-                        rate,
-                        dividend_yield,
-                        spot_value,
-                        rate_value,
-                        dividend_value,
-                        min_time,
-                    )
-                    if row_flags[0]:
-                        continue
-                    status = row_status(
-                        row,
-                        strike,
-                        vol,
-                        time_to_expiry,
-                        option_code,
-                        forward,
-                        rate,
-                        dividend_yield,
-                        spot_value,
-                        rate_value,
-                        dividend_value,
-                    )
-                    # Valid inputs but no finite result.
-                    status_out[row] = _NON_FINITE if status == 0 else status
-            strip_invalid += invalid
-            start = stop
-        invalid_per_strip[strip] = strip_invalid
+        # int64: the loop index is uint64 inside the gufunc, int64 before it.
+        invalid_per_strip[strip] = _strip_greeks(
+            np.int64(strip), strike, vol, time_to_expiry, option_code, underlying_id, spot,
+            forward, rate, dividend_yield, min_time, scale_values, outputs, status_out,
+        )  # fmt: skip
     return invalid_per_strip.sum()
 
 
