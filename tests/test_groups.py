@@ -100,6 +100,22 @@ def test_order_groups_sorts_by_rank_then_strike(groups, n_ranks):
     assert run_starts.tolist() == [*starts, len(keys)]
 
 
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 33, 1000, 4099])
+def test_order_groups_long_ranks_match_a_stable_sort(count):
+    """Ranks longer than the insertion runs go through every merge width; NaN sorts last."""
+    generator = np.random.default_rng(count)
+    tied = generator.choice([np.nan, 5.0, 10.0, 12.5, 100.0], size=count)  # many ties
+    strike = np.where(generator.random(count) < 0.5, tied, generator.uniform(1.0, 5e3, count))
+    rank = generator.integers(0, 3, size=count)
+    order, _ = _group_kernels.order_groups(rank, strike, 3)
+    nan = np.isnan(strike)
+    expected = sorted(
+        range(count),
+        key=lambda index: (rank[index], nan[index], 0.0 if nan[index] else strike[index], index),
+    )
+    assert order.tolist() == expected
+
+
 # --------------------------------------------------------------------------- gex(buckets=)
 
 
