@@ -123,6 +123,53 @@ def _row_exposure(row, greek, greek_status, quantity, multiplier, option_code, u
     return value, reason
 
 
+@kernel(parallel=False)
+def _exposure_block(
+    block, block_rows, greek, greek_status, quantity, multiplier, option_code, underlying_id,
+    price, dealer_position, call_sign, put_sign, scale, price_power, group_id, with_groups,
+    block_first, block_offset, group_first, group_offset, values, status, part_sums,
+    part_reasons, part_groups, part_group_counts,
+):  # fmt: skip
+    """One block of :func:`exposure_rows`: its rows' values and reasons, and its partials.
+
+    A function of its own, so that Numba's parfor passes see a one-call loop body
+    (compile time).
+    """
+    n_rows = greek.size
+    start = block * block_rows
+    stop = min(n_rows, start + block_rows)
+    # Zeroed by the block that owns them: first touch on every thread at once.
+    part_sums[block_offset[block] : block_offset[block + 1]] = 0.0
+    part_reasons[block_offset[block] : block_offset[block + 1]] = 0
+    part_groups[group_offset[block] : group_offset[block + 1]] = 0.0
+    part_group_counts[group_offset[block] : group_offset[block + 1]] = 0
+    slot_base = block_offset[block] - block_first[block]
+    group_base = group_offset[block] - group_first[block]
+    for row in range(start, stop):
+        value, reason = _row_exposure(row, greek, greek_status, quantity, multiplier,
+                                      option_code, underlying_id, price, dealer_position,
+                                      call_sign, put_sign, scale, price_power)  # fmt: skip
+        values[row] = value
+        status[row] = reason
+        slot = slot_base + underlying_id[row]
+        part_reasons[slot, reason] += 1
+        if reason != 0:
+            continue
+        side = 0 if option_code[row] == CALL_CODE else 1
+        total, comp = _neumaier_add(part_sums[slot, 2 * side], part_sums[slot, 2 * side + 1], value)
+        part_sums[slot, 2 * side] = total
+        part_sums[slot, 2 * side + 1] = comp
+        if with_groups:
+            group = group_base + group_id[row]
+            total, comp = _neumaier_add(
+                part_groups[group, side], part_groups[group, 2 + side], value
+            )
+            part_groups[group, side] = total
+            part_groups[group, 2 + side] = comp
+            part_groups[group, 4 + side] += quantity[row]
+            part_group_counts[group] += 1
+
+
 @kernel
 def exposure_rows(
     greek,
@@ -202,40 +249,13 @@ def exposure_rows(
     part_groups = np.empty((group_offset[n_blocks], 6))
     part_group_counts = np.empty(group_offset[n_blocks], dtype=np.int64)
     for block in numba.prange(n_blocks):
-        start = block * block_rows
-        stop = min(n_rows, start + block_rows)
-        # Zeroed by the block that owns them: first touch on every thread at once.
-        part_sums[block_offset[block] : block_offset[block + 1]] = 0.0
-        part_reasons[block_offset[block] : block_offset[block + 1]] = 0
-        part_groups[group_offset[block] : group_offset[block + 1]] = 0.0
-        part_group_counts[group_offset[block] : group_offset[block + 1]] = 0
-        slot_base = block_offset[block] - block_first[block]
-        group_base = group_offset[block] - group_first[block]
-        for row in range(start, stop):
-            value, reason = _row_exposure(row, greek, greek_status, quantity, multiplier,
-                                          option_code, underlying_id, price, dealer_position,
-                                          call_sign, put_sign, scale, price_power)  # fmt: skip
-            values[row] = value
-            status[row] = reason
-            slot = slot_base + underlying_id[row]
-            part_reasons[slot, reason] += 1
-            if reason != 0:
-                continue
-            side = 0 if option_code[row] == CALL_CODE else 1
-            total, comp = _neumaier_add(
-                part_sums[slot, 2 * side], part_sums[slot, 2 * side + 1], value
-            )
-            part_sums[slot, 2 * side] = total
-            part_sums[slot, 2 * side + 1] = comp
-            if with_groups:
-                group = group_base + group_id[row]
-                total, comp = _neumaier_add(
-                    part_groups[group, side], part_groups[group, 2 + side], value
-                )
-                part_groups[group, side] = total
-                part_groups[group, 2 + side] = comp
-                part_groups[group, 4 + side] += quantity[row]
-                part_group_counts[group] += 1
+        # int64: the loop index is uint64 inside the gufunc, int64 before it.
+        _exposure_block(np.int64(block), block_rows, greek, greek_status, quantity,
+                        multiplier, option_code, underlying_id, price, dealer_position,
+                        call_sign, put_sign, scale, price_power, group_id, with_groups,
+                        block_first, block_offset, group_first, group_offset, values, status,
+                        part_sums, part_reasons, part_groups,
+                        part_group_counts)  # fmt: skip
     sums, reason_counts = _merge_underlyings(block_first[:n_blocks], block_offset, part_sums,
                                              part_reasons, n_underlyings, n_codes)  # fmt: skip
     n_out_groups = n_groups if with_groups else 0
