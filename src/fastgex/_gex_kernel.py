@@ -62,6 +62,7 @@ from fastgex._kernel_common import (
     _id_range,
     _merge_group_chunk,
     _neumaier_add,
+    _segment_stop,
     _two_sum,
 )
 
@@ -453,11 +454,7 @@ def _block_partials(
         start = numba.uint64(0)
         while start < length:
             underlying = underlying_id[base + start]
-            stop = length
-            if mixed != 0:
-                stop = start + numba.uint64(1)
-                while stop < length and underlying_id[base + stop] == underlying:
-                    stop += numba.uint64(1)
+            stop = _segment_stop(underlying_id, base, start, length, mixed)
             if any_exact and exact_slots[underlying] == 0:
                 start = stop  # the exact pass sums the marked slots only
                 continue

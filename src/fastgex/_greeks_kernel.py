@@ -46,6 +46,7 @@ from fastgex._kernel_common import (
     PUT_CODE,
     STRIP_ROWS,
     _finite,
+    _segment_stop,
 )
 from fastgex._variants import load_variant, rewrite_switches
 
@@ -251,11 +252,7 @@ def _strip_greeks(
     start = numba.uint64(0)
     while start < length:
         underlying = underlying_id[base + start]
-        stop = length
-        if mixed != 0:
-            stop = start + numba.uint64(1)
-            while stop < length and underlying_id[base + stop] == underlying:
-                stop += numba.uint64(1)
+        stop = _segment_stop(underlying_id, base, start, length, mixed)
         spot_value = 1.0 if BLACK76 else spot[underlying]
         rate_value = 0.0 if ROW_CARRY else rate[underlying]
         dividend_value = 0.0 if ROW_CARRY else dividend_yield[underlying]

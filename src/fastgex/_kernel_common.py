@@ -100,6 +100,23 @@ def _finite(value: float) -> bool:
     return abs(value) < np.inf
 
 
+@scalar_function
+def _segment_stop(ids, base, start, length, mixed):
+    """Where the run of equal ``ids`` that starts at ``base + start`` ends, as an offset.
+
+    Kernels walk strips of ``length`` rows from ``base`` in runs of one id (one
+    underlying); ``mixed`` is 0 when the whole strip holds one id, the common sorted
+    case, and then the run is the rest of the strip. Offsets are unsigned (see the
+    kernels: no wraparound checks).
+    """
+    if mixed == 0:
+        return length
+    stop = start + numba.uint64(1)
+    while stop < length and ids[base + stop] == ids[base + start]:
+        stop += numba.uint64(1)
+    return stop
+
+
 @exact_function
 def _neumaier_add(total: float, compensation: float, value: float) -> tuple[float, float]:
     """One step of Neumaier (improved Kahan) summation."""
