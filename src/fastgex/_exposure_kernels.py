@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from fastgex._jit import kernel, scalar_function
+from fastgex._jit import kernel, loop_body, scalar_function
 from fastgex._kernel_common import (
     _BAD_MULTIPLIER,
     _BAD_OI,
@@ -123,18 +123,14 @@ def _row_exposure(row, greek, greek_status, quantity, multiplier, option_code, u
     return value, reason
 
 
-@kernel(parallel=False)
+@loop_body
 def _exposure_block(
     block, block_rows, greek, greek_status, quantity, multiplier, option_code, underlying_id,
     price, dealer_position, call_sign, put_sign, scale, price_power, group_id, with_groups,
     block_first, block_offset, group_first, group_offset, values, status, part_sums,
     part_reasons, part_groups, part_group_counts,
 ):  # fmt: skip
-    """One block of :func:`exposure_rows`: its rows' values and reasons, and its partials.
-
-    A function of its own, so that Numba's parfor passes see a one-call loop body
-    (compile time).
-    """
+    """One block of :func:`exposure_rows`: its rows' values and reasons, and its partials."""
     n_rows = greek.size
     start = block * block_rows
     stop = min(n_rows, start + block_rows)
@@ -249,7 +245,7 @@ def exposure_rows(
     part_groups = np.empty((group_offset[n_blocks], 6))
     part_group_counts = np.empty(group_offset[n_blocks], dtype=np.int64)
     for block in numba.prange(n_blocks):
-        # int64: the loop index is uint64 inside the gufunc, int64 before it.
+        # np.int64 index: see fastgex._jit.loop_body
         _exposure_block(np.int64(block), block_rows, greek, greek_status, quantity,
                         multiplier, option_code, underlying_id, price, dealer_position,
                         call_sign, put_sign, scale, price_power, group_id, with_groups,

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from fastgex._formulas import black76_gamma, bsm_gamma
-from fastgex._jit import exact_function, kernel, outlined, scalar_function
+from fastgex._jit import exact_function, kernel, loop_body, outlined, scalar_function
 from fastgex._kernel_common import (
     _BAD_FORWARD,
     _BAD_GAMMA,
@@ -384,7 +384,7 @@ def _add_group_row(partial_group, partial_group_rows, slot, code, value, amount)
     partial_group_rows[slot] += 1
 
 
-@kernel(parallel=False)
+@loop_body
 def _block_partials(
     block,
     rows_per_block,
@@ -423,12 +423,7 @@ def _block_partials(
     partial_group,
     partial_group_rows,
 ):
-    """One block's rows into its partial sums, counts and group rows (see :func:`run`).
-
-    A function of its own, called from ``run``'s parallel loop, so that Numba's parfor
-    passes only see a one-line loop body: with the body (two inlined copies of the
-    formula) inside the ``prange`` they cost over half of the kernel's cold compile.
-    """
+    """One block's rows into its partial sums, counts and group rows (see :func:`run`)."""
     n_rows = strike.size
     block_start = block * rows_per_block
     block_stop = min(n_rows, block_start + rows_per_block)
@@ -723,8 +718,7 @@ def run(
     write_values = values_out.size == n_rows
     write_status = status_out.size == n_rows
     for block in numba.prange(n_blocks):
-        # int64: the parallel loop's index is typed uint64 in the gufunc but int64
-        # before, and each type would compile the block function again.
+        # np.int64 index: see fastgex._jit.loop_body
         _block_partials(np.int64(block), rows_per_block, strike, vol, time_to_expiry, quantity,
                         option_code, underlying_id, spot, rate, dividend_yield, forward,
                         gamma_column, multiplier, call_sign, put_sign, unit_scale,

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from fastgex._greeks_formulas import GREEK_ORDER, bsm_greeks
-from fastgex._jit import kernel, outlined, scalar_function
+from fastgex._jit import kernel, loop_body, outlined, scalar_function
 from fastgex._kernel_common import (
     _BAD_FORWARD,
     _BAD_RATE,
@@ -228,16 +228,14 @@ def _run_segment(
     return invalid
 
 
-@kernel(parallel=False)
+@loop_body
 def _strip_greeks(
     strip, strike, vol, time_to_expiry, option_code, underlying_id, spot, forward, rate,
     dividend_yield, min_time, scale_values, outputs, status_out,
 ):  # fmt: skip
     """One strip of :func:`run`: its runs of one underlying, then the reasons of bad rows.
 
-    Returns the strip's invalid rows. A function of its own, called from ``run``'s
-    parallel loop, so that Numba's parfor passes see a one-call loop body instead of
-    the inlined formulas (compile time).
+    Returns the strip's invalid rows.
     """
     n_rows = strike.size
     # Unsigned indices: no negative-index wraparound checks, so loops vectorize.
@@ -357,7 +355,7 @@ def run(
                     scales[5], scales[6], scales[7], scales[8], scales[9])  # fmt: skip
     invalid_per_strip = np.zeros(n_strips, dtype=np.int64)
     for strip in numba.prange(n_strips):
-        # int64: the loop index is uint64 inside the gufunc, int64 before it.
+        # np.int64 index: see fastgex._jit.loop_body
         invalid_per_strip[strip] = _strip_greeks(
             np.int64(strip), strike, vol, time_to_expiry, option_code, underlying_id, spot,
             forward, rate, dividend_yield, min_time, scale_values, outputs, status_out,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from fastgex._jit import exact_function, kernel, scalar_function
+from fastgex._jit import exact_function, kernel, loop_body, scalar_function
 from fastgex._kernel_common import _neumaier_add, _two_sum
 
 _MIX_FIRST = numba.uint64(0xBF58476D1CE4E5B9)
@@ -142,7 +142,7 @@ def _strike_before(strike, other):
     return strike < other or (other != other and strike == strike)
 
 
-@kernel(parallel=False)
+@loop_body
 def _order_rank(order, new_run, group_strike, first, stop):
     """Sort ``order[first:stop]`` by strike (stable) and mark where each strike starts.
 
@@ -397,16 +397,12 @@ def target_strike_table(
     )
 
 
-@kernel(parallel=False)
+@loop_body
 def _rank_strike_rows(
     rank, rank_first, run_rows, run_starts, order, group_strike, group_sums, group_counts,
     target_bits, n_targets, out_of_run, out_rank, values, contracts, sides, total_contracts,
 ):  # fmt: skip
-    """One rank's rows of :func:`strike_runs`, and its per-target sides and contracts.
-
-    A function of its own, so that Numba's parfor passes see a one-call loop body
-    (compile time).
-    """
+    """One rank's rows of :func:`strike_runs`, and its per-target sides and contracts."""
     net_total, net_correction = 0.0, 0.0
     for run in range(rank_first[rank], rank_first[rank + 1]):
         if run_rows[run] == 0:
@@ -484,7 +480,7 @@ def strike_runs(
     sides = np.zeros((n_ranks, n_targets, 4))
     total_contracts = np.zeros((n_ranks, n_targets), dtype=np.int64)
     for rank in numba.prange(n_ranks):
-        # int64: the loop index is uint64 inside the gufunc, int64 before it.
+        # np.int64 index: see fastgex._jit.loop_body
         _rank_strike_rows(np.int64(rank), rank_first, run_rows, run_starts, order,
                           group_strike, group_sums, group_counts, target_bits, n_targets,
                           out_of_run, out_rank, values, contracts, sides,

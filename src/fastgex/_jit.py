@@ -165,12 +165,12 @@ def threading_layer() -> str | None:
 def _parallel_options() -> dict[str, bool]:
     """Numba's ``parallel=`` for the kernels: explicit ``prange`` loops only.
 
-    With ``parallel=True`` Numba also turns every ``np.zeros`` / ``np.empty``-and-fill
-    and array expression into a parallel loop of its own, each compiled as a separate
-    gufunc: the GEX kernel had six of those besides its three ``prange`` loops, about a
-    second of cold compile each, for arrays of a few thousand entries. The loops that
-    matter are written as ``prange``, so nothing else is converted. (A new dict each
-    time: Numba consumes it.)
+    With ``parallel=True`` Numba also turns every ``np.zeros`` call and array
+    expression into a parallel loop of its own, each compiled as a separate gufunc: the
+    GEX kernel had six of those besides its three ``prange`` loops (about 2 s of its
+    cold compile together), for arrays of a few thousand entries. The loops that matter
+    are written as ``prange``, so nothing else is converted. (A new dict each time:
+    Numba consumes it.)
     """
     return {
         "prange": True,
@@ -182,6 +182,20 @@ def _parallel_options() -> dict[str, bool]:
         "stencil": False,
         "fusion": False,
     }
+
+
+def loop_body(function: FunctionT) -> Any:
+    """Compile the body of a kernel's ``prange`` loop as a serial function of its own.
+
+    Numba's parfor passes (fusion, then lowering the loop into a gufunc that is typed
+    and compiled again) work through everything inlined into a ``prange`` body; with
+    the GEX kernel's two inlined copies of the formula there, they were over half of
+    its cold compile. A body that is one call to a function compiled here keeps them to
+    a one-line loop, at no cost at run time. Call it with the loop index cast to
+    ``np.int64``: the index is ``uint64`` inside the gufunc and ``int64`` before it,
+    and each type would compile the body again.
+    """
+    return kernel(function, parallel=False)
 
 
 def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
