@@ -75,6 +75,41 @@ def _log_from_parts(exponent: float, ratio: float) -> float:
 
 
 @scalar_function
+def bsm_gamma_parts(
+    spot: float,
+    strike: float,
+    vol: float,
+    time_to_expiry: float,
+    rate: float,
+    dividend_yield: float,
+) -> tuple[float, float]:
+    """Black-Scholes-Merton gamma as ``factor * exp(exponent)``: returns ``(exponent, factor)``.
+
+    ``gamma = exp(-q T) * pdf(d1) / (S * vol * sqrt(T))`` with
+    ``d1 = (ln(S/K) + (r - q + vol**2/2) T) / (vol sqrt(T))``, so
+    ``exponent = -q T - d1**2 / 2`` and ``factor = 1 / (sqrt(2 pi) S vol sqrt(T))``: the
+    discount factor and the normal density share one ``exp``. Kernels that are bound by
+    the length of this dependency chain compute the parts of many rows first and the
+    ``exp`` of them in a second loop (see :func:`fastgex._gex_kernel.segment_sums`).
+    ``ln(S/K)`` comes from the exponents and mantissas of ``S`` and ``K`` (see
+    :func:`_log_ratio_parts`): no cancellation near the money and no division ``S/K``.
+    The one division left per row is shared by ``1/(vol sqrt(T))`` and the atanh
+    argument; ``1/S`` is loop-invariant per underlying. Assumes validated (positive,
+    finite) inputs.
+    """
+    vol_sqrt_time = vol * math.sqrt(time_to_expiry)
+    log_exponent, top, bottom = _log_ratio_parts(spot, strike)
+    shared = 1.0 / (bottom * vol_sqrt_time)
+    inverse_vol_sqrt_time = bottom * shared
+    log_moneyness = _log_from_parts(log_exponent, top * vol_sqrt_time * shared)
+    d1 = (
+        log_moneyness + (rate - dividend_yield + 0.5 * vol * vol) * time_to_expiry
+    ) * inverse_vol_sqrt_time
+    exponent = -dividend_yield * time_to_expiry - 0.5 * d1 * d1
+    return exponent, INV_SQRT_TWO_PI * inverse_vol_sqrt_time * (1.0 / spot)
+
+
+@scalar_function
 def bsm_gamma(
     spot: float,
     strike: float,
@@ -85,24 +120,31 @@ def bsm_gamma(
 ) -> float:
     """Black-Scholes-Merton gamma per share (calls and puts alike).
 
-    ``exp(-q T) * pdf(d1) / (S * vol * sqrt(T))`` with
-    ``d1 = (ln(S/K) + (r - q + vol**2/2) T) / (vol sqrt(T))``. The discount factor and
-    the normal density share one ``exp``. ``ln(S/K)`` comes from the exponents and
-    mantissas of ``S`` and ``K`` (see :func:`_log_ratio_parts`): no cancellation near
-    the money and no division ``S/K``. The one division left per row is shared by
-    ``1/(vol sqrt(T))`` and the atanh argument; ``1/S`` is loop-invariant per
-    underlying. Assumes validated (positive, finite) inputs.
+    ``exp(-q T) * pdf(d1) / (S * vol * sqrt(T))``; see :func:`bsm_gamma_parts`.
+    Assumes validated (positive, finite) inputs.
+    """
+    exponent, factor = bsm_gamma_parts(spot, strike, vol, time_to_expiry, rate, dividend_yield)
+    return factor * exp_of_number(exponent)
+
+
+@scalar_function
+def black76_gamma_parts(
+    forward: float, strike: float, vol: float, time_to_expiry: float, rate: float
+) -> tuple[float, float]:
+    """Black-76 gamma as ``factor * exp(exponent)``: returns ``(exponent, factor)``.
+
+    ``gamma = exp(-r T) * pdf(d1) / (F * vol * sqrt(T))`` with
+    ``d1 = (ln(F/K) + vol**2 T / 2) / (vol sqrt(T))``; same one-division scheme as
+    :func:`bsm_gamma_parts`, with ``1/F`` folded into the shared division.
     """
     vol_sqrt_time = vol * math.sqrt(time_to_expiry)
-    log_exponent, top, bottom = _log_ratio_parts(spot, strike)
-    shared = 1.0 / (bottom * vol_sqrt_time)
-    inverse_vol_sqrt_time = bottom * shared
-    log_moneyness = _log_from_parts(log_exponent, top * vol_sqrt_time * shared)
-    d1 = (
-        log_moneyness + (rate - dividend_yield + 0.5 * vol * vol) * time_to_expiry
-    ) * inverse_vol_sqrt_time
-    density = exp_of_number(-dividend_yield * time_to_expiry - 0.5 * d1 * d1)
-    return INV_SQRT_TWO_PI * density * inverse_vol_sqrt_time * (1.0 / spot)
+    log_exponent, top, bottom = _log_ratio_parts(forward, strike)
+    shared = 1.0 / (bottom * vol_sqrt_time * forward)
+    inverse_vol_sqrt_time = bottom * forward * shared
+    log_moneyness = _log_from_parts(log_exponent, top * vol_sqrt_time * forward * shared)
+    d1 = (log_moneyness + 0.5 * vol * vol * time_to_expiry) * inverse_vol_sqrt_time
+    exponent = -rate * time_to_expiry - 0.5 * d1 * d1
+    return exponent, INV_SQRT_TWO_PI * bottom * shared
 
 
 @scalar_function
@@ -111,15 +153,7 @@ def black76_gamma(
 ) -> float:
     """Black-76 gamma per unit of the forward (futures options).
 
-    ``exp(-r T) * pdf(d1) / (F * vol * sqrt(T))`` with
-    ``d1 = (ln(F/K) + vol**2 T / 2) / (vol sqrt(T))``; same one-division scheme as
-    :func:`bsm_gamma`, with ``1/F`` folded into the shared division.
+    ``exp(-r T) * pdf(d1) / (F * vol * sqrt(T))``; see :func:`black76_gamma_parts`.
     """
-    vol_sqrt_time = vol * math.sqrt(time_to_expiry)
-    log_exponent, top, bottom = _log_ratio_parts(forward, strike)
-    shared = 1.0 / (bottom * vol_sqrt_time * forward)
-    inverse_vol_sqrt_time = bottom * forward * shared
-    log_moneyness = _log_from_parts(log_exponent, top * vol_sqrt_time * forward * shared)
-    d1 = (log_moneyness + 0.5 * vol * vol * time_to_expiry) * inverse_vol_sqrt_time
-    density = exp_of_number(-rate * time_to_expiry - 0.5 * d1 * d1)
-    return INV_SQRT_TWO_PI * density * bottom * shared
+    exponent, factor = black76_gamma_parts(forward, strike, vol, time_to_expiry, rate)
+    return factor * exp_of_number(exponent)

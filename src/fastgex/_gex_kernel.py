@@ -18,6 +18,10 @@ Layout of the hot loop (why it looks the way it does):
   runs of one underlying, each run the same loop. Invalid rows give 0.0 and are
   counted in that loop; a run whose count falls short is walked again row by row to
   name the reason of each bad row.
+* Each chunk of ``SUM_CHUNK`` rows is two loops: :func:`contract_parts` (validation,
+  log, square root, division) of every row into an L1 scratch, then the ``exp``, the
+  values and the sums. One fused loop was bound by its dependency chain, not by the
+  arithmetic units; the split made the kernel 10-15% faster per row.
 * Within a strip, rows are summed in plain SIMD chunks of ``SUM_CHUNK`` rows; chunk sums
   enter the strip's sums, and strip sums the block sums, with Neumaier compensation;
   blocks are combined in order, also compensated. The sums of magnitudes returned with
@@ -32,7 +36,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from fastgex._formulas import black76_gamma, bsm_gamma
+from fastgex._fastmath import exp_of_number
+from fastgex._formulas import black76_gamma_parts, bsm_gamma_parts
 from fastgex._jit import exact_function, kernel, loop_body, outlined, scalar_function
 from fastgex._kernel_common import (
     _BAD_FORWARD,
@@ -140,7 +145,7 @@ def row_status(
 
 
 @scalar_function
-def contract_value(
+def contract_parts(
     row,
     strike,
     vol,
@@ -161,12 +166,12 @@ def contract_value(
     unit_scale,
     min_time,
 ):
-    """Signed GEX of one row, and 1 if the row counts (0 if not).
+    """Signed GEX of one row as ``factor * exp(exponent)``: ``(exponent, factor)``.
 
     Branch-free on purpose (``&``, not ``and``, and selects) so the loop vectorizes.
-
-    A row that does not count (invalid inputs, or a non-finite result) gives exactly
-    0.0; :func:`row_status` says why.
+    A row with invalid inputs gets a NaN ``factor``, so its value is not finite and
+    :func:`finish_value` drops it; :func:`row_status` says why. With the vendor's gamma
+    the exponent is 0 and :func:`finish_value` takes the factor as it is.
     """
     # Codes arrive as uint8, so the negative "read-time" reasons wrap above 1 and one
     # unsigned compare validates the type. The other checks are plain compares (NaN
@@ -217,11 +222,16 @@ def contract_value(
         valid = valid & (price > 0.0) & _finite(price)
     else:
         price = spot_value
+    exponent = 0.0
     if not VENDOR_GAMMA:
         if BLACK76:
-            row_gamma = black76_gamma(price, row_strike, row_vol, row_time, row_rate)
+            exponent, row_gamma = black76_gamma_parts(
+                price, row_strike, row_vol, row_time, row_rate
+            )
         else:
-            row_gamma = bsm_gamma(price, row_strike, row_vol, row_time, row_rate, row_dividend)
+            exponent, row_gamma = bsm_gamma_parts(
+                price, row_strike, row_vol, row_time, row_rate, row_dividend
+            )
     if DEALER_POSITION:
         signed_amount = amount
     else:
@@ -232,10 +242,70 @@ def contract_value(
         unit = unit * price
     if UNIT_POWER >= 2:
         unit = unit * price
-    value = row_gamma * signed_amount * row_mult * unit
+    factor = row_gamma * signed_amount * row_mult * unit
     # A bad spot is no column's fault: such rows count as non-finite results.
-    valid = valid & _finite(value) & (price > 0.0) & _finite(price)
+    valid = valid & (price > 0.0) & _finite(price)
+    return exponent, (factor if valid else np.nan)
+
+
+@scalar_function
+def finish_value(exponent, factor):
+    """``factor * exp(exponent)`` and 1 if it counts; a row that does not gives 0.0."""
+    value = factor if VENDOR_GAMMA else factor * exp_of_number(exponent)
+    valid = _finite(value)
     return (value if valid else 0.0), np.int64(valid)
+
+
+@scalar_function
+def contract_value(
+    row,
+    strike,
+    vol,
+    time_to_expiry,
+    quantity,
+    option_code,
+    rate,
+    dividend_yield,
+    forward,
+    gamma_column,
+    multiplier,
+    spot_value,
+    rate_value,
+    dividend_value,
+    multiplier_value,
+    call_sign,
+    put_sign,
+    unit_scale,
+    min_time,
+):
+    """Signed GEX of one row, and 1 if the row counts (0 if not).
+
+    A row that does not count (invalid inputs, or a non-finite result) gives exactly
+    0.0; :func:`row_status` says why. The same arithmetic as the two loops of
+    :func:`segment_sums`, in one call.
+    """
+    exponent, factor = contract_parts(
+        row,
+        strike,
+        vol,
+        time_to_expiry,
+        quantity,
+        option_code,
+        rate,
+        dividend_yield,
+        forward,
+        gamma_column,
+        multiplier,
+        spot_value,
+        rate_value,
+        dividend_value,
+        multiplier_value,
+        call_sign,
+        put_sign,
+        unit_scale,
+        min_time,
+    )
+    return finish_value(exponent, factor)
 
 
 #: The row-by-row fallback's copy of :func:`contract_value`, not inlined: it only runs on
@@ -266,6 +336,7 @@ def segment_sums(
     put_sign,
     unit_scale,
     min_time,
+    chunk_parts,
     values_out,
     stored_base,
     store_values,
@@ -278,6 +349,13 @@ def segment_sums(
     ``(SUM_CHUNK - 1) * 2**-53`` of the chunk's sum of magnitudes; the chunk sums enter
     the segment's sums with Neumaier compensation. The sums of magnitudes are returned so
     the caller can bound the error afterwards (:data:`SUM_ERROR_PER_SIZE`).
+
+    Each chunk takes two loops: the first computes every row's
+    :func:`contract_parts` into ``chunk_parts`` (a ``(2, SUM_CHUNK)`` scratch that stays
+    in L1), the second the ``exp`` of them, the values and the sums. One fused loop is
+    bound by the length of its dependency chain (log, division, exp, one after the
+    other), not by the arithmetic units: split in two, the out-of-order core holds twice
+    as many rows of each half in flight.
 
     Row ``r``'s value goes to ``values_out[r - stored_base]``. Callers pass
     ``store_values`` as a literal, so after inlining the store (and its branch) is
@@ -298,9 +376,8 @@ def segment_sums(
         call_part = 0.0
         put_part = 0.0
         for offset in range(chunk_start, chunk_stop):
-            row = base + offset
-            value, valid = contract_value(
-                row,
+            exponent, factor = contract_parts(
+                base + offset,
                 strike,
                 vol,
                 time_to_expiry,
@@ -319,6 +396,13 @@ def segment_sums(
                 put_sign,
                 unit_scale,
                 min_time,
+            )
+            chunk_parts[0, offset - chunk_start] = exponent
+            chunk_parts[1, offset - chunk_start] = factor
+        for offset in range(chunk_start, chunk_stop):
+            row = base + offset
+            value, valid = finish_value(
+                chunk_parts[0, offset - chunk_start], chunk_parts[1, offset - chunk_start]
             )
             if store_values:
                 values_out[row - stored_base] = value
@@ -436,6 +520,7 @@ def _block_partials(
     scratch = np.empty(STRIP_ROWS if (want_groups or any_exact) and not write_values else 0)
     stored = values_out if write_values else scratch
     store_values = write_values or want_groups or any_exact
+    chunk_parts = np.empty((2, SUM_CHUNK))
     for strip_start in range(block_start, block_stop, STRIP_ROWS):
         # Unsigned indices: numba then skips its negative-index wraparound
         # check, which otherwise stops LLVM from vectorizing these loops.
@@ -481,6 +566,7 @@ def _block_partials(
                     put_sign,
                     unit_scale,
                     min_time,
+                    chunk_parts,
                     stored,
                     stored_base,
                     True,
@@ -507,6 +593,7 @@ def _block_partials(
                     put_sign,
                     unit_scale,
                     min_time,
+                    chunk_parts,
                     stored,
                     stored_base,
                     False,
