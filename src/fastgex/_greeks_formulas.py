@@ -41,21 +41,18 @@ GREEK_ORDER: tuple[str, ...] = (
 
 
 @scalar_function
-def bsm_greeks(spot, strike, vol, time_to_expiry, rate, dividend_yield, is_call):
-    """Price and greeks of one Black-Scholes-Merton option, raw units.
+def bsm_d1(spot, strike, vol, time_to_expiry, rate, dividend_yield):
+    """The first half of :func:`bsm_greeks`: ``(d1, sqrt(T), 1/(vol sqrt(T)), 1/S)``.
 
-    Returns ``(price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed)``:
-    ``delta = dV/dS``, ``gamma = d2V/dS2``, ``vega = dV/dvol``, ``theta = -dV/dT``
-    (per year, calendar time passing), ``rho = dV/dr``, ``vanna = d2V/dS dvol``,
-    ``charm = -d delta/dT`` (per year), ``vomma = d2V/dvol2``, ``speed = d3V/dS3``.
-    Two divisions: one shared by ``1/(vol sqrt(T))``, ``1/S`` and ``ln(S/K)``, one by
-    the two normal tails.
+    The log, the square root and the division, whose latencies come one after the
+    other; the kernel runs this half over a chunk of rows before the other half
+    (:func:`bsm_greeks_at`), so the out-of-order core overlaps more rows of each.
     """
     sqrt_time = math.sqrt(time_to_expiry)
     vol_sqrt_time = vol * sqrt_time
     # ln(S/K) from exponents and mantissas (no cancellation near the money, see
-    # fastgex._formulas.bsm_gamma); one shared division gives 1/(vol sqrt(T)), 1/S and
-    # the atanh argument.
+    # fastgex._formulas.bsm_gamma_parts); one shared division gives 1/(vol sqrt(T)),
+    # 1/S and the atanh argument.
     log_exponent, top, bottom = _log_ratio_parts(spot, strike)
     shared = 1.0 / (bottom * vol_sqrt_time * spot)
     inverse_vol_sqrt_time = bottom * spot * shared
@@ -63,6 +60,58 @@ def bsm_greeks(spot, strike, vol, time_to_expiry, rate, dividend_yield, is_call)
     log_moneyness = _log_from_parts(log_exponent, top * vol_sqrt_time * spot * shared)
     carry = rate - dividend_yield
     d1 = (log_moneyness + (carry + 0.5 * vol * vol) * time_to_expiry) * inverse_vol_sqrt_time
+    return d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot
+
+
+@scalar_function
+def bsm_greeks(spot, strike, vol, time_to_expiry, rate, dividend_yield, is_call):
+    """Price and greeks of one Black-Scholes-Merton option, raw units.
+
+    Returns ``(price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed)``:
+    ``delta = dV/dS``, ``gamma = d2V/dS2``, ``vega = dV/dvol``, ``theta = -dV/dT``
+    (per year, calendar time passing), ``rho = dV/dr``, ``vanna = d2V/dS dvol``,
+    ``charm = -d delta/dT`` (per year), ``vomma = d2V/dvol2``, ``speed = d3V/dS3``.
+    Two divisions: one shared by ``1/(vol sqrt(T))``, ``1/S`` and ``ln(S/K)``
+    (:func:`bsm_d1`), one by the two normal tails (:func:`bsm_greeks_at`).
+    """
+    d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = bsm_d1(
+        spot, strike, vol, time_to_expiry, rate, dividend_yield
+    )
+    return bsm_greeks_at(
+        spot,
+        strike,
+        vol,
+        time_to_expiry,
+        rate,
+        dividend_yield,
+        is_call,
+        d1,
+        sqrt_time,
+        inverse_vol_sqrt_time,
+        inverse_spot,
+    )
+
+
+@scalar_function
+def bsm_greeks_at(
+    spot,
+    strike,
+    vol,
+    time_to_expiry,
+    rate,
+    dividend_yield,
+    is_call,
+    d1,
+    sqrt_time,
+    inverse_vol_sqrt_time,
+    inverse_spot,
+):
+    """The second half of :func:`bsm_greeks`, from the outputs of :func:`bsm_d1`.
+
+    A NaN ``d1`` makes every value NaN (they all carry the density ``n(d1)``).
+    """
+    vol_sqrt_time = vol * sqrt_time
+    carry = rate - dividend_yield
     d2 = d1 - vol_sqrt_time
     dividend_discount = fast_exp(-dividend_yield * time_to_expiry)
     rate_discount = fast_exp(-rate * time_to_expiry)

@@ -16,6 +16,10 @@ Layout of the hot loop (why it looks the way it does):
   ``GREEK_ORDER[i]``), one variant per requested set: LLVM then drops the work of
   the others. Runtime flags measured 2x slower for a subset than for all ten (the
   loop with conditional stores did not vectorize). An invalid row stores NaN.
+* Each run is cut in chunks of ``HALF_CHUNK`` rows, each two loops: ``d1`` and the
+  scales of every row (log, square root, division) into an L1 scratch, then the
+  exponentials, tails and greeks. The fused loop was bound by its dependency chain;
+  split, it ran 8-14% faster on 1e6 rows (A/B, alternating processes).
 * When a run had invalid rows they are walked again one by one to name each reason:
   no NaN leaves the kernel without a status code.
 """
@@ -29,7 +33,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from fastgex._greeks_formulas import GREEK_ORDER, bsm_greeks
+from fastgex._greeks_formulas import GREEK_ORDER, bsm_d1, bsm_greeks_at
 from fastgex._jit import kernel, loop_body, outlined, scalar_function
 from fastgex._kernel_common import (
     _BAD_FORWARD,
@@ -56,9 +60,12 @@ ROW_CARRY = False
 STORED = 1023
 # --- end of switches ---
 
+#: Rows per chunk of the two-loop scheme of :func:`_run_segment`.
+HALF_CHUNK = 128
+
 
 @scalar_function
-def _row_values(
+def _row_operands(
     row,
     strike,
     vol,
@@ -72,10 +79,11 @@ def _row_values(
     dividend_value,
     min_time,
 ):
-    """Validity (inputs valid and the stored results finite) and raw values of one row.
+    """Whether one row's inputs are valid, and its operands.
 
-    Branch-free on purpose: selects, not ``max()`` (whose NaN handling blocks SIMD),
-    and no load under a condition.
+    Returns ``(valid, price, strike, vol, time, rate, dividend_yield, is_call)``, the
+    time floored at ``min_time``. Branch-free on purpose: selects, not ``max()`` (whose
+    NaN handling blocks SIMD), and no load under a condition.
     """
     code = option_code[row]
     row_strike = strike[row]
@@ -99,8 +107,95 @@ def _row_values(
     largest = price if price > largest else largest
     valid = valid & (largest < np.inf) & _finite(row_rate) & _finite(row_dividend)
     used_time = row_time if row_time > min_time else min_time
-    values = bsm_greeks(
-        price, row_strike, row_vol, used_time, row_rate, row_dividend, code == CALL_CODE
+    return valid, price, row_strike, row_vol, used_time, row_rate, row_dividend, code == CALL_CODE
+
+
+@scalar_function
+def _row_first_half(
+    row,
+    strike,
+    vol,
+    time_to_expiry,
+    option_code,
+    forward,
+    rate,
+    dividend_yield,
+    spot_value,
+    rate_value,
+    dividend_value,
+    min_time,
+):
+    """:func:`bsm_d1` of one row, with ``d1`` NaN when its inputs are not valid."""
+    valid, price, row_strike, row_vol, used_time, row_rate, row_dividend, _ = _row_operands(
+        row,
+        strike,
+        vol,
+        time_to_expiry,
+        option_code,
+        forward,
+        rate,
+        dividend_yield,
+        spot_value,
+        rate_value,
+        dividend_value,
+        min_time,
+    )
+    d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = bsm_d1(
+        price, row_strike, row_vol, used_time, row_rate, row_dividend
+    )
+    return (d1 if valid else np.nan), sqrt_time, inverse_vol_sqrt_time, inverse_spot
+
+
+@scalar_function
+def _row_second_half(
+    row,
+    strike,
+    vol,
+    time_to_expiry,
+    option_code,
+    forward,
+    rate,
+    dividend_yield,
+    spot_value,
+    rate_value,
+    dividend_value,
+    min_time,
+    d1,
+    sqrt_time,
+    inverse_vol_sqrt_time,
+    inverse_spot,
+):
+    """Validity (inputs valid and the stored results finite) and raw values of one row.
+
+    From the outputs of :func:`_row_first_half`; a NaN ``d1`` (invalid inputs) makes
+    the stored values NaN, so the row is not valid.
+    """
+    _, price, row_strike, row_vol, used_time, row_rate, row_dividend, is_call = _row_operands(
+        row,
+        strike,
+        vol,
+        time_to_expiry,
+        option_code,
+        forward,
+        rate,
+        dividend_yield,
+        spot_value,
+        rate_value,
+        dividend_value,
+        min_time,
+    )
+    values = bsm_greeks_at(
+        price,
+        row_strike,
+        row_vol,
+        used_time,
+        row_rate,
+        row_dividend,
+        is_call,
+        d1,
+        sqrt_time,
+        inverse_vol_sqrt_time,
+        inverse_spot,
     )
     value_price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed = values
     if BLACK76:  # the forward is held fixed when the rate moves
@@ -128,8 +223,58 @@ def _row_values(
         total += vomma
     if STORED & 512:
         total += speed
-    valid = valid & _finite(total)
+    valid = _finite(total)
     return valid, value_price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed
+
+
+@scalar_function
+def _row_values(
+    row,
+    strike,
+    vol,
+    time_to_expiry,
+    option_code,
+    forward,
+    rate,
+    dividend_yield,
+    spot_value,
+    rate_value,
+    dividend_value,
+    min_time,
+):
+    """Validity and raw values of one row: both halves in one call."""
+    d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = _row_first_half(
+        row,
+        strike,
+        vol,
+        time_to_expiry,
+        option_code,
+        forward,
+        rate,
+        dividend_yield,
+        spot_value,
+        rate_value,
+        dividend_value,
+        min_time,
+    )
+    return _row_second_half(
+        row,
+        strike,
+        vol,
+        time_to_expiry,
+        option_code,
+        forward,
+        rate,
+        dividend_yield,
+        spot_value,
+        rate_value,
+        dividend_value,
+        min_time,
+        d1,
+        sqrt_time,
+        inverse_vol_sqrt_time,
+        inverse_spot,
+    )
 
 
 # The row-by-row fallback's copy: not inlined, one compiled body less to optimize.
@@ -180,8 +325,65 @@ def _run_segment(
     min_time,
     scales,
     outputs,
+    halves,
 ):
-    """One underlying's rows ``base .. base+length``: the vectorized loop; invalid count."""
+    """One underlying's rows ``base .. base+length``: the vectorized loops; invalid count.
+
+    Per chunk of ``HALF_CHUNK`` rows, two loops: :func:`_row_first_half` of every row
+    into ``halves`` (a ``(4, HALF_CHUNK)`` scratch that stays in L1), then
+    :func:`_chunk_second_half`. One fused loop is bound by the length of its dependency
+    chain (log, division, then the exponentials and tails), not by the arithmetic
+    units; split in two, the out-of-order core holds more rows of each half in flight.
+    """
+    invalid = 0
+    for chunk_start in range(numba.uint64(0), length, numba.uint64(HALF_CHUNK)):
+        chunk_stop = min(length, chunk_start + numba.uint64(HALF_CHUNK))
+        for offset in range(chunk_start, chunk_stop):
+            d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = _row_first_half(
+                base + offset,
+                strike,
+                vol,
+                time_to_expiry,
+                option_code,
+                forward,
+                rate,
+                dividend_yield,
+                spot_value,
+                rate_value,
+                dividend_value,
+                min_time,
+            )
+            halves[0, offset - chunk_start] = d1
+            halves[1, offset - chunk_start] = sqrt_time
+            halves[2, offset - chunk_start] = inverse_vol_sqrt_time
+            halves[3, offset - chunk_start] = inverse_spot
+        invalid += _chunk_second_half(base + chunk_start, chunk_stop - chunk_start, strike, vol,
+                                      time_to_expiry, option_code, forward, rate,
+                                      dividend_yield, spot_value, rate_value, dividend_value,
+                                      min_time, scales, outputs, halves)  # fmt: skip
+    return invalid
+
+
+@scalar_function
+def _chunk_second_half(
+    base,
+    length,
+    strike,
+    vol,
+    time_to_expiry,
+    option_code,
+    forward,
+    rate,
+    dividend_yield,
+    spot_value,
+    rate_value,
+    dividend_value,
+    min_time,
+    scales,
+    outputs,
+    halves,
+):
+    """The second loop of :func:`_run_segment`: greeks of one chunk into the outputs."""
     (out_price, out_delta, out_gamma, out_vega, out_theta,
      out_rho, out_vanna, out_charm, out_vomma, out_speed) = outputs  # fmt: skip
     (scale_price, scale_delta, scale_gamma, scale_vega, scale_theta,
@@ -189,7 +391,7 @@ def _run_segment(
     invalid = 0
     for offset in range(length):
         row = base + offset
-        valid, price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed = _row_values(
+        valid, price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed = _row_second_half(
             row,
             strike,
             vol,
@@ -202,6 +404,10 @@ def _run_segment(
             rate_value,
             dividend_value,
             min_time,
+            halves[0, offset],
+            halves[1, offset],
+            halves[2, offset],
+            halves[3, offset],
         )
         missing = np.nan
         if STORED & 1:
@@ -247,6 +453,7 @@ def _strip_greeks(
         mixed += underlying_id[base + offset] != first_underlying
         status_out[base + offset] = 0
     strip_invalid = 0
+    halves = np.empty((4, HALF_CHUNK))
     start = numba.uint64(0)
     while start < length:
         underlying = underlying_id[base + start]
@@ -270,6 +477,7 @@ def _strip_greeks(
             min_time,
             scale_values,
             outputs,
+            halves,
         )
         if invalid != 0:  # name the reason of each invalid row, one by one
             for offset in range(start, stop):
