@@ -19,7 +19,8 @@ def tests(session: nox.Session) -> None:
     so the CPU kernels it compares against are already compiled and cached.
     """
     session.install(".[test]")
-    session.run("pytest", "-q", *session.posargs)
+    # The slowest tests are listed so CI's time budget (well under 20 min) stays visible.
+    session.run("pytest", "-q", "--durations=20", *session.posargs)
     if not session.posargs:
         _cuda_simulator_tests(session)
 

@@ -65,26 +65,20 @@ HALF_CHUNK = 128
 
 
 @scalar_function
-def _row_operands(
-    row,
-    strike,
-    vol,
-    time_to_expiry,
-    option_code,
-    forward,
-    rate,
-    dividend_yield,
-    spot_value,
-    rate_value,
-    dividend_value,
-    min_time,
-):
+def _row_operands(row, columns, segment):
     """Whether one row's inputs are valid, and its operands.
 
     Returns ``(valid, price, strike, vol, time, rate, dividend_yield, is_call)``, the
     time floored at ``min_time``. Branch-free on purpose: selects, not ``max()`` (whose
     NaN handling blocks SIMD), and no load under a condition.
+
+    ``columns`` is ``(strike, vol, time_to_expiry, option_code, forward, rate,
+    dividend_yield)`` (per row; ``rate`` / ``dividend_yield`` per underlying unless
+    ``ROW_CARRY``), ``segment`` is ``(spot, rate, dividend_yield, min_time)`` of the
+    row's underlying.
     """
+    strike, vol, time_to_expiry, option_code, forward, rate, dividend_yield = columns
+    spot_value, rate_value, dividend_value, min_time = segment
     code = option_code[row]
     row_strike = strike[row]
     row_vol = vol[row]
@@ -111,34 +105,10 @@ def _row_operands(
 
 
 @scalar_function
-def _row_first_half(
-    row,
-    strike,
-    vol,
-    time_to_expiry,
-    option_code,
-    forward,
-    rate,
-    dividend_yield,
-    spot_value,
-    rate_value,
-    dividend_value,
-    min_time,
-):
+def _row_first_half(row, columns, segment):
     """:func:`bsm_d1` of one row, with ``d1`` NaN when its inputs are not valid."""
     valid, price, row_strike, row_vol, used_time, row_rate, row_dividend, _ = _row_operands(
-        row,
-        strike,
-        vol,
-        time_to_expiry,
-        option_code,
-        forward,
-        rate,
-        dividend_yield,
-        spot_value,
-        rate_value,
-        dividend_value,
-        min_time,
+        row, columns, segment
     )
     d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = bsm_d1(
         price, row_strike, row_vol, used_time, row_rate, row_dividend
@@ -149,17 +119,8 @@ def _row_first_half(
 @scalar_function
 def _row_second_half(
     row,
-    strike,
-    vol,
-    time_to_expiry,
-    option_code,
-    forward,
-    rate,
-    dividend_yield,
-    spot_value,
-    rate_value,
-    dividend_value,
-    min_time,
+    columns,
+    segment,
     d1,
     sqrt_time,
     inverse_vol_sqrt_time,
@@ -171,18 +132,7 @@ def _row_second_half(
     the stored values NaN, so the row is not valid.
     """
     _, price, row_strike, row_vol, used_time, row_rate, row_dividend, is_call = _row_operands(
-        row,
-        strike,
-        vol,
-        time_to_expiry,
-        option_code,
-        forward,
-        rate,
-        dividend_yield,
-        spot_value,
-        rate_value,
-        dividend_value,
-        min_time,
+        row, columns, segment
     )
     values = bsm_greeks_at(
         price,
@@ -228,48 +178,13 @@ def _row_second_half(
 
 
 @scalar_function
-def _row_values(
-    row,
-    strike,
-    vol,
-    time_to_expiry,
-    option_code,
-    forward,
-    rate,
-    dividend_yield,
-    spot_value,
-    rate_value,
-    dividend_value,
-    min_time,
-):
+def _row_values(row, columns, segment):
     """Validity and raw values of one row: both halves in one call."""
-    d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = _row_first_half(
-        row,
-        strike,
-        vol,
-        time_to_expiry,
-        option_code,
-        forward,
-        rate,
-        dividend_yield,
-        spot_value,
-        rate_value,
-        dividend_value,
-        min_time,
-    )
+    d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = _row_first_half(row, columns, segment)
     return _row_second_half(
         row,
-        strike,
-        vol,
-        time_to_expiry,
-        option_code,
-        forward,
-        rate,
-        dividend_yield,
-        spot_value,
-        rate_value,
-        dividend_value,
-        min_time,
+        columns,
+        segment,
         d1,
         sqrt_time,
         inverse_vol_sqrt_time,
@@ -282,9 +197,14 @@ _row_values_row = outlined(_row_values)
 
 
 @scalar_function
-def row_status(row, strike, vol, time_to_expiry, option_code, forward, rate, dividend_yield,
-               spot_value, rate_value, dividend_value):  # fmt: skip
-    """Reason code of one row (0 = inputs valid); the first failing rule wins."""
+def row_status(row, columns, segment):
+    """Reason code of one row (0 = inputs valid); the first failing rule wins.
+
+    ``columns`` and ``segment`` as in :func:`_row_operands`.
+    """
+    strike, vol, time_to_expiry, option_code, forward, rate, dividend_yield = columns
+    rate_value = segment[1]
+    dividend_value = segment[2]
     code = np.int8(option_code[row])
     if code == MISSING_CODE:
         return _MISSING
@@ -312,17 +232,8 @@ def row_status(row, strike, vol, time_to_expiry, option_code, forward, rate, div
 def _run_segment(
     base,
     length,
-    strike,
-    vol,
-    time_to_expiry,
-    option_code,
-    forward,
-    rate,
-    dividend_yield,
-    spot_value,
-    rate_value,
-    dividend_value,
-    min_time,
+    columns,
+    segment,
     scales,
     outputs,
     halves,
@@ -340,27 +251,15 @@ def _run_segment(
         chunk_stop = min(length, chunk_start + numba.uint64(HALF_CHUNK))
         for offset in range(chunk_start, chunk_stop):
             d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = _row_first_half(
-                base + offset,
-                strike,
-                vol,
-                time_to_expiry,
-                option_code,
-                forward,
-                rate,
-                dividend_yield,
-                spot_value,
-                rate_value,
-                dividend_value,
-                min_time,
+                base + offset, columns, segment
             )
             halves[0, offset - chunk_start] = d1
             halves[1, offset - chunk_start] = sqrt_time
             halves[2, offset - chunk_start] = inverse_vol_sqrt_time
             halves[3, offset - chunk_start] = inverse_spot
-        invalid += _chunk_second_half(base + chunk_start, chunk_stop - chunk_start, strike, vol,
-                                      time_to_expiry, option_code, forward, rate,
-                                      dividend_yield, spot_value, rate_value, dividend_value,
-                                      min_time, scales, outputs, halves)  # fmt: skip
+        invalid += _chunk_second_half(
+            base + chunk_start, chunk_stop - chunk_start, columns, segment, scales, outputs, halves
+        )
     return invalid
 
 
@@ -368,17 +267,8 @@ def _run_segment(
 def _chunk_second_half(
     base,
     length,
-    strike,
-    vol,
-    time_to_expiry,
-    option_code,
-    forward,
-    rate,
-    dividend_yield,
-    spot_value,
-    rate_value,
-    dividend_value,
-    min_time,
+    columns,
+    segment,
     scales,
     outputs,
     halves,
@@ -393,17 +283,8 @@ def _chunk_second_half(
         row = base + offset
         valid, price, delta, gamma, vega, theta, rho, vanna, charm, vomma, speed = _row_second_half(
             row,
-            strike,
-            vol,
-            time_to_expiry,
-            option_code,
-            forward,
-            rate,
-            dividend_yield,
-            spot_value,
-            rate_value,
-            dividend_value,
-            min_time,
+            columns,
+            segment,
             halves[0, offset],
             halves[1, offset],
             halves[2, offset],
@@ -454,6 +335,7 @@ def _strip_greeks(
         status_out[base + offset] = 0
     strip_invalid = 0
     halves = np.empty((4, HALF_CHUNK))
+    columns = (strike, vol, time_to_expiry, option_code, forward, rate, dividend_yield)
     start = numba.uint64(0)
     while start < length:
         underlying = underlying_id[base + start]
@@ -461,20 +343,12 @@ def _strip_greeks(
         spot_value = 1.0 if BLACK76 else spot[underlying]
         rate_value = 0.0 if ROW_CARRY else rate[underlying]
         dividend_value = 0.0 if ROW_CARRY else dividend_yield[underlying]
+        segment = (spot_value, rate_value, dividend_value, min_time)
         invalid = _run_segment(
             base + start,
             stop - start,
-            strike,
-            vol,
-            time_to_expiry,
-            option_code,
-            forward,
-            rate,
-            dividend_yield,
-            spot_value,
-            rate_value,
-            dividend_value,
-            min_time,
+            columns,
+            segment,
             scale_values,
             outputs,
             halves,
@@ -482,35 +356,10 @@ def _strip_greeks(
         if invalid != 0:  # name the reason of each invalid row, one by one
             for offset in range(start, stop):
                 row = base + offset
-                row_flags = _row_values_row(
-                    row,
-                    strike,
-                    vol,
-                    time_to_expiry,
-                    option_code,
-                    forward,
-                    rate,
-                    dividend_yield,
-                    spot_value,
-                    rate_value,
-                    dividend_value,
-                    min_time,
-                )
+                row_flags = _row_values_row(row, columns, segment)
                 if row_flags[0]:
                     continue
-                status = row_status(
-                    row,
-                    strike,
-                    vol,
-                    time_to_expiry,
-                    option_code,
-                    forward,
-                    rate,
-                    dividend_yield,
-                    spot_value,
-                    rate_value,
-                    dividend_value,
-                )
+                status = row_status(row, columns, segment)
                 # Valid inputs but no finite result.
                 status_out[row] = _NON_FINITE if status == 0 else status
         strip_invalid += invalid
