@@ -34,6 +34,20 @@ def test_demo_json(capsys):
     } <= set(payload["underlyings"][0])
 
 
+def test_output_cut_by_the_reader_is_not_an_error():
+    """``fastgex demo | head``: a closed pipe ends the command quietly (status 141, SIGPIPE's)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastgex", "demo", "--contracts", "2000", "--chart", ""],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # before the first write, so the write must fail
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 141
+    assert stderr == ""
+
+
 @pytest.fixture
 def chain_file(tmp_path):
     path = tmp_path / "chain.parquet"

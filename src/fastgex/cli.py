@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -722,6 +723,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (``fastgex demo | head``): stop quietly, with the status a
+        # process killed by SIGPIPE has, and keep the exit-time flush from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
     except (ValueError, TypeError, KeyError, OSError, ImportError) as error:
         print(f"fastgex: error: {error}", file=sys.stderr)
         return 2
