@@ -1,8 +1,9 @@
 """CUDA kernels (``numba.cuda``) for the fused GEX pass and the GEX profile.
 
 The math is the CPU kernels' own: :func:`fastgex._jit.device_function` compiles the
-bodies of :func:`fastgex._gex_kernel.row_status`, :func:`~fastgex._gex_kernel.contract_value`
-(and through them :func:`fastgex._formulas.bsm_gamma` / ``black76_gamma`` and
+bodies of :func:`fastgex._gex_kernel.row_status`, :func:`~fastgex._gex_kernel.contract_parts`,
+:func:`~fastgex._gex_kernel.finish_value` (and through them
+:func:`fastgex._formulas.bsm_gamma_parts` / ``black76_gamma_parts`` and
 :mod:`fastgex._fastmath`) and :func:`fastgex._profile_kernel._row_constants` as device
 functions. Only the loops and the reductions are written here.
 
@@ -185,7 +186,8 @@ def gex_kernels(config: KernelConfig, threads: int) -> tuple[Any, Any]:
     """
     module = _gex_kernel if config == KernelConfig() else _kernels._load_variant(config)
     status_of = _device(module.row_status)
-    value_of = _device(module.contract_value)
+    parts_of = _device(module.contract_parts)
+    finish_of = _device(module.finish_value)
     neumaier = _device(_neumaier_add)
     black76 = config.black76
     row_carry = config.row_carry
@@ -236,7 +238,7 @@ def gex_kernels(config: KernelConfig, threads: int) -> tuple[Any, Any]:
         if code == 0:
             spot_value = spot[underlying]
             if black76 or (spot_value > 0.0 and abs(spot_value) < math.inf):
-                value, valid = value_of(
+                exponent, factor = parts_of(
                     row,
                     strike,
                     vol,
@@ -257,6 +259,7 @@ def gex_kernels(config: KernelConfig, threads: int) -> tuple[Any, Any]:
                     unit_scale,
                     min_time,
                 )
+                value, valid = finish_of(exponent, factor)
                 if valid == 0:
                     code = non_finite
                     value = 0.0

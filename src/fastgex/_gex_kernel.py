@@ -171,7 +171,8 @@ def contract_parts(
 
     Branch-free on purpose (``&``, not ``and``, and selects) so the loop vectorizes.
     A row with invalid inputs gets a NaN ``factor``, so its value is not finite and
-    :func:`finish_value` drops it; :func:`row_status` says why. With the vendor's gamma
+    :func:`finish_value` drops it (a row that does not count gives exactly 0.0);
+    :func:`row_status` says why. With the vendor's gamma
     the exponent is 0 and :func:`finish_value` takes the factor as it is.
     """
     # Codes arrive as uint8, so the negative "read-time" reasons wrap above 1 and one
@@ -257,62 +258,10 @@ def finish_value(exponent, factor):
     return (value if valid else 0.0), np.int64(valid)
 
 
-@scalar_function
-def contract_value(
-    row,
-    strike,
-    vol,
-    time_to_expiry,
-    quantity,
-    option_code,
-    rate,
-    dividend_yield,
-    forward,
-    gamma_column,
-    multiplier,
-    spot_value,
-    rate_value,
-    dividend_value,
-    multiplier_value,
-    call_sign,
-    put_sign,
-    unit_scale,
-    min_time,
-):
-    """Signed GEX of one row, and 1 if the row counts (0 if not).
-
-    A row that does not count (invalid inputs, or a non-finite result) gives exactly
-    0.0; :func:`row_status` says why. The same arithmetic as the two loops of
-    :func:`segment_sums`, in one call.
-    """
-    exponent, factor = contract_parts(
-        row,
-        strike,
-        vol,
-        time_to_expiry,
-        quantity,
-        option_code,
-        rate,
-        dividend_yield,
-        forward,
-        gamma_column,
-        multiplier,
-        spot_value,
-        rate_value,
-        dividend_value,
-        multiplier_value,
-        call_sign,
-        put_sign,
-        unit_scale,
-        min_time,
-    )
-    return finish_value(exponent, factor)
-
-
-#: The row-by-row fallback's copy of :func:`contract_value`, not inlined: it only runs on
+#: The row-by-row fallback's copy of :func:`contract_parts`, not inlined: it only runs on
 #: segments holding invalid rows, and a third inlined copy of the formula cost about 4 s
-#: of the kernel's cold compile.
-contract_value_row = outlined(contract_value)
+#: of the kernel's cold compile. A row's value is :func:`finish_value` of its parts.
+contract_parts_row = outlined(contract_parts)
 
 
 @scalar_function
@@ -611,7 +560,7 @@ def _block_partials(
                 walked = np.zeros(6)  # call, its compensation, put, ..., the sizes
                 for offset in range(start, stop):
                     row = base + offset
-                    value, valid = contract_value_row(
+                    exponent, factor = contract_parts_row(
                         row,
                         strike,
                         vol,
@@ -632,6 +581,7 @@ def _block_partials(
                         unit_scale,
                         min_time,
                     )
+                    value, valid = finish_value(exponent, factor)
                     if store_values:
                         stored[row - stored_base] = value if valid != 0 else 0.0
                     if valid != 0:

@@ -65,24 +65,16 @@ HALF_CHUNK = 128
 
 
 @scalar_function
-def _row_operands(row, columns, segment):
-    """Whether one row's inputs are valid, and its operands.
-
-    Returns ``(valid, price, strike, vol, time, rate, dividend_yield, is_call)``, the
-    time floored at ``min_time``. Branch-free on purpose: selects, not ``max()`` (whose
-    NaN handling blocks SIMD), and no load under a condition.
+def _row_inputs(row, columns, segment):
+    """One row's operands: ``(code, price, strike, vol, time, rate, dividend_yield)``.
 
     ``columns`` is ``(strike, vol, time_to_expiry, option_code, forward, rate,
     dividend_yield)`` (per row; ``rate`` / ``dividend_yield`` per underlying unless
     ``ROW_CARRY``), ``segment`` is ``(spot, rate, dividend_yield, min_time)`` of the
-    row's underlying.
+    row's underlying. The time is as given (not floored); no load is under a condition.
     """
     strike, vol, time_to_expiry, option_code, forward, rate, dividend_yield = columns
-    spot_value, rate_value, dividend_value, min_time = segment
-    code = option_code[row]
-    row_strike = strike[row]
-    row_vol = vol[row]
-    row_time = time_to_expiry[row]
+    spot_value, rate_value, dividend_value, _ = segment
     price = forward[row] if BLACK76 else spot_value
     if ROW_CARRY:
         row_rate = rate[row]
@@ -92,6 +84,26 @@ def _row_operands(row, columns, segment):
         row_dividend = dividend_value
     if BLACK76:
         row_dividend = row_rate
+    return (option_code[row], price, strike[row], vol[row], time_to_expiry[row], row_rate,
+            row_dividend)  # fmt: skip
+
+
+@scalar_function
+def _floored_time(row_time, segment):
+    """The time to expiry the formulas use: at least the segment's ``min_time``."""
+    min_time = segment[3]
+    return row_time if row_time > min_time else min_time
+
+
+@scalar_function
+def _row_first_half(row, columns, segment):
+    """:func:`bsm_d1` of one row, with ``d1`` NaN when its inputs are not valid.
+
+    Branch-free on purpose: selects, not ``max()`` (whose NaN handling blocks SIMD).
+    """
+    code, price, row_strike, row_vol, row_time, row_rate, row_dividend = _row_inputs(
+        row, columns, segment
+    )
     # uint8 codes: the negative read-time reasons wrap above 1, so one compare checks
     # the type; NaN fails every ``>``.
     valid = (code <= CALL_CODE) & (row_strike > 0.0) & (row_vol > 0.0) & (row_time > 0.0)
@@ -100,18 +112,8 @@ def _row_operands(row, columns, segment):
     largest = row_time if row_time > largest else largest
     largest = price if price > largest else largest
     valid = valid & (largest < np.inf) & _finite(row_rate) & _finite(row_dividend)
-    used_time = row_time if row_time > min_time else min_time
-    return valid, price, row_strike, row_vol, used_time, row_rate, row_dividend, code == CALL_CODE
-
-
-@scalar_function
-def _row_first_half(row, columns, segment):
-    """:func:`bsm_d1` of one row, with ``d1`` NaN when its inputs are not valid."""
-    valid, price, row_strike, row_vol, used_time, row_rate, row_dividend, _ = _row_operands(
-        row, columns, segment
-    )
     d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = bsm_d1(
-        price, row_strike, row_vol, used_time, row_rate, row_dividend
+        price, row_strike, row_vol, _floored_time(row_time, segment), row_rate, row_dividend
     )
     return (d1 if valid else np.nan), sqrt_time, inverse_vol_sqrt_time, inverse_spot
 
@@ -131,9 +133,10 @@ def _row_second_half(
     From the outputs of :func:`_row_first_half`; a NaN ``d1`` (invalid inputs) makes
     the stored values NaN, so the row is not valid.
     """
-    _, price, row_strike, row_vol, used_time, row_rate, row_dividend, is_call = _row_operands(
+    code, price, row_strike, row_vol, row_time, row_rate, row_dividend = _row_inputs(
         row, columns, segment
     )
+    used_time = _floored_time(row_time, segment)
     values = bsm_greeks_at(
         price,
         row_strike,
@@ -141,7 +144,7 @@ def _row_second_half(
         used_time,
         row_rate,
         row_dividend,
-        is_call,
+        code == CALL_CODE,
         d1,
         sqrt_time,
         inverse_vol_sqrt_time,
@@ -200,7 +203,7 @@ _row_values_row = outlined(_row_values)
 def row_status(row, columns, segment):
     """Reason code of one row (0 = inputs valid); the first failing rule wins.
 
-    ``columns`` and ``segment`` as in :func:`_row_operands`.
+    ``columns`` and ``segment`` as in :func:`_row_inputs`.
     """
     strike, vol, time_to_expiry, option_code, forward, rate, dividend_yield = columns
     rate_value = segment[1]
