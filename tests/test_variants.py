@@ -32,3 +32,31 @@ def test_load_variant_imports_once_and_forgets_a_failed_import(tmp_path, monkeyp
         and getattr(sys.modules[name], "VALUE", None) == 4
     ]  # fmt: skip
     del sys.modules[module.__name__]
+
+
+def test_a_change_to_any_package_module_gives_the_variant_a_new_name(tmp_path, monkeypatch):
+    # Numba's cache checks only the variant file; a formula module changed under an
+    # unchanged kernel text (an upgrade) must not load code compiled from the old one.
+    monkeypatch.setenv("FASTGEX_KERNEL_DIR", str(tmp_path))
+    first = _variants.load_variant("VALUE = 5\n", "fastgex_test_fingerprint")
+    monkeypatch.setattr(_variants, "package_fingerprint", lambda: "another package")
+    second = _variants.load_variant("VALUE = 5\n", "fastgex_test_fingerprint")
+    assert first.__name__ != second.__name__ and first.VALUE == second.VALUE == 5
+    for module in (first, second):
+        del sys.modules[module.__name__]
+
+
+def test_fingerprint_changes_with_any_module_below_the_package(tmp_path):
+    (tmp_path / "io").mkdir()
+    (tmp_path / "_formulas.py").write_text("A = 1\n")
+    (tmp_path / "io" / "reader.py").write_text("B = 2\n")
+    (tmp_path / "notes.txt").write_text("not a module")
+    before = _variants.sources_fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("still not a module")
+    assert _variants.sources_fingerprint(tmp_path) == before
+    (tmp_path / "io" / "reader.py").write_text("B = 3\n")
+    changed = _variants.sources_fingerprint(tmp_path)
+    assert changed != before
+    (tmp_path / "io" / "reader.py").rename(tmp_path / "io" / "other.py")
+    assert _variants.sources_fingerprint(tmp_path) not in (before, changed)
+    assert _variants.package_fingerprint() == _variants.package_fingerprint()

@@ -5,11 +5,16 @@ module-level constants compiles to straight-line code for each combination. Each
 variant is that module's text with the ``NAME = value`` switch lines replaced, written
 once to :func:`generated_dir` under a content hash and imported from there, so Numba's
 disk cache keeps it between processes (closures over flags would recompile every time).
+The hash covers the package's own sources too (:func:`package_fingerprint`): Numba's
+cache checks only the variant file itself, and a variant's text does not change when a
+formula it inlines does (say after an upgrade), so without that the old compiled code
+would be loaded.
 Used by :mod:`fastgex._kernels` (GEX) and :mod:`fastgex._greeks_kernel`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -65,14 +70,35 @@ def _write_source(name: str, source: str) -> Path:
     raise RuntimeError("no writable directory for generated kernels; set FASTGEX_KERNEL_DIR")
 
 
+def sources_fingerprint(directory: Path) -> str:
+    """SHA-256 of the names and bytes of every ``*.py`` file under ``directory``."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.py")):
+        digest.update(path.relative_to(directory).as_posix().encode("utf-8"))
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def package_fingerprint() -> str:
+    """:func:`sources_fingerprint` of the installed package, once a process.
+
+    A generated variant inlines formulas from other modules; their change must change
+    the variant's name, or Numba's disk cache would serve code compiled from the old ones.
+    """
+    return sources_fingerprint(Path(__file__).resolve().parent)
+
+
 def load_variant(source: str, prefix: str) -> ModuleType:
-    """Import ``source`` as module ``<prefix>_<hash of source>`` (once per process).
+    """Import ``source`` as module ``<prefix>_<hash>`` (once per process).
+
+    The hash is of ``source`` and :func:`package_fingerprint`.
 
     A module whose import fails (a compile error, an interrupted import) is removed from
     ``sys.modules`` again, so the next call retries instead of returning a half-run
     module.
     """
-    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha256((package_fingerprint() + source).encode("utf-8")).hexdigest()[:16]
     name = f"{prefix}_{digest}"
     with _LOCK:  # two threads asking for one new variant import it once
         module = sys.modules.get(name)
