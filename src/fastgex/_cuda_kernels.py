@@ -85,7 +85,7 @@ def _simulated() -> bool:
 
 @cache
 def _substitutes() -> dict[Any, Any]:
-    """CUDA versions of the functions whose CPU versions are ``@intrinsic`` overloads."""
+    """CUDA versions of the functions whose CPU versions are ``@overload``-compiled."""
     if _simulated():  # the simulator runs the pure Python (struct) bodies
         return {}
     from numba.cuda import libdevice
@@ -98,7 +98,15 @@ def _substitutes() -> dict[Any, Any]:
     def bits_float_cuda(bits):  # pragma: no cover - needs a GPU
         return libdevice.longlong_as_double(bits)
 
-    return {_fastmath.float_bits: float_bits_cuda, _fastmath.bits_float: bits_float_cuda}
+    @cuda.jit(device=True)
+    def floor_float_cuda(value):  # pragma: no cover - needs a GPU
+        return libdevice.floor(value)
+
+    return {
+        _fastmath.float_bits: float_bits_cuda,
+        _fastmath.bits_float: bits_float_cuda,
+        _fastmath.floor_float: floor_float_cuda,
+    }
 
 
 def _device(function: Any) -> Any:
