@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from fastgex._fastmath import fast_exp, fast_log, mills_ratio, mills_ratio_pair
+from fastgex._fastmath import exp_of_number, fast_exp, fast_log, mills_ratio, mills_ratio_pair
 from fastgex._formulas import _log_from_parts, _log_ratio_parts
 from fastgex._jit import scalar_function
 
@@ -113,8 +113,10 @@ def bsm_greeks_at(
     vol_sqrt_time = vol * sqrt_time
     carry = rate - dividend_yield
     d2 = d1 - vol_sqrt_time
-    dividend_discount = fast_exp(-dividend_yield * time_to_expiry)
-    rate_discount = fast_exp(-rate * time_to_expiry)
+    # A NaN argument here (an invalid row) needs no NaN out: the density below carries
+    # d1's NaN into every value, so exp_of_number's one select fewer is safe.
+    dividend_discount = exp_of_number(-dividend_yield * time_to_expiry)
+    rate_discount = exp_of_number(-rate * time_to_expiry)
     # exp(-qT) n(d1); S times it is also K exp(-rT) n(d2).
     weighted_density = INV_SQRT_TWO_PI * fast_exp(-dividend_yield * time_to_expiry - 0.5 * d1 * d1)
     mills_d1, mills_d2 = mills_ratio_pair(abs(d1), abs(d2))

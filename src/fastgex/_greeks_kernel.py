@@ -293,27 +293,30 @@ def _chunk_second_half(
             halves[2, offset],
             halves[3, offset],
         )
-        missing = np.nan
+        # 0.0 for a valid row, NaN for another: one multiply-add per stored value puts
+        # either the scaled value or NaN in place, where a select would cost one more
+        # vector operation on the same pipes as the formulas.
+        poison = 0.0 if valid else np.nan
         if STORED & 1:
-            out_price[row] = price * scale_price if valid else missing
+            out_price[row] = price * scale_price + poison
         if STORED & 2:
-            out_delta[row] = delta * scale_delta if valid else missing
+            out_delta[row] = delta * scale_delta + poison
         if STORED & 4:
-            out_gamma[row] = gamma * scale_gamma if valid else missing
+            out_gamma[row] = gamma * scale_gamma + poison
         if STORED & 8:
-            out_vega[row] = vega * scale_vega if valid else missing
+            out_vega[row] = vega * scale_vega + poison
         if STORED & 16:
-            out_theta[row] = theta * scale_theta if valid else missing
+            out_theta[row] = theta * scale_theta + poison
         if STORED & 32:
-            out_rho[row] = rho * scale_rho if valid else missing
+            out_rho[row] = rho * scale_rho + poison
         if STORED & 64:
-            out_vanna[row] = vanna * scale_vanna if valid else missing
+            out_vanna[row] = vanna * scale_vanna + poison
         if STORED & 128:
-            out_charm[row] = charm * scale_charm if valid else missing
+            out_charm[row] = charm * scale_charm + poison
         if STORED & 256:
-            out_vomma[row] = vomma * scale_vomma if valid else missing
+            out_vomma[row] = vomma * scale_vomma + poison
         if STORED & 512:
-            out_speed[row] = speed * scale_speed if valid else missing
+            out_speed[row] = speed * scale_speed + poison
         invalid += 1 - np.int64(valid)
     return invalid
 
