@@ -6,10 +6,11 @@ import json
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fastgex.cli import main
+from fastgex.cli import _largest_rows, main
 from fastgex.sample import sample_chain
 
 
@@ -17,6 +18,15 @@ def test_demo_prints_totals_and_strikes(capsys):
     assert main(["demo", "--contracts", "20000", "--top", "5", "--chart", ""]) == 0
     out = capsys.readouterr().out
     assert "SPX" in out and "Largest |net GEX| strikes" in out and "not which way" in out
+
+
+def test_largest_rows_by_magnitude_ties_in_table_order():
+    table = pa.table({"name": list("abcdef"), "net": [1.0, -5.0, 3.0, 5.0, -3.0, 0.0]})
+    names = [row["name"] for row in _largest_rows(table, "net", 4)]
+    assert names == ["b", "d", "c", "e"]  # |-5| = |5| and |3| = |-3| keep table order
+    assert [row["name"] for row in _largest_rows(table, "net", 10)] == list("bdceaf")
+    assert _largest_rows(table, "net", 0) == []
+    assert _largest_rows(table.slice(0, 0), "net", 3) == []
 
 
 def test_demo_json(capsys):

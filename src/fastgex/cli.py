@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,11 +39,23 @@ def _format_value(value: float, unit: Unit) -> str:
     return _money(value) + (" /1%" if unit is Unit.DOLLARS_PER_1PCT else " /pt")
 
 
+def _largest_rows(table: pa.Table, column: str, top: int) -> list[dict]:
+    """The ``top`` rows of ``table`` by ``|column|``, largest first (ties in table order).
+
+    Ranked in numpy and converted to Python only for the rows printed: the per-strike
+    table of the demo's market has about 150,000 rows, and ``to_pylist`` of all of them
+    took a tenth of the demo's wall time.
+    """
+    magnitude = np.abs(table.column(column).to_numpy(zero_copy_only=False))
+    order = np.argsort(-magnitude, kind="stable")[: max(top, 0)]
+    return table.take(pa.array(order)).to_pylist()
+
+
 def _print_result(result, top: int, out=None) -> None:
     out = sys.stdout if out is None else out
     unit = result.unit
     table = result.by_underlying
-    rows = sorted(table.to_pylist(), key=lambda row: -abs(row["total_gex"]))
+    rows = _largest_rows(table, "total_gex", top)
     print(
         f"GEX ({unit.value}, convention {result.convention.value}, gamma from "
         f"{result.gamma_source.value}, day count {result.day_count.name})",
@@ -53,7 +66,7 @@ def _print_result(result, top: int, out=None) -> None:
         f"{'contracts':>11}{'dropped':>9}",
         file=out,
     )
-    for row in rows[:top]:
+    for row in rows:
         spot = "n/a" if row["spot"] is None else f"{row['spot']:,.2f}"
         print(
             f"{row['underlying']:<12}{spot:>12}{_format_value(row['total_gex'], unit):>20}"
@@ -61,13 +74,14 @@ def _print_result(result, top: int, out=None) -> None:
             f"{row['contracts']:>11,}{row['dropped']:>9,}",
             file=out,
         )
-    if len(rows) > top:
-        print(f"... {len(rows) - top} more underlyings (use --json or --out for all)", file=out)
+    if table.num_rows > top:
+        more = table.num_rows - top
+        print(f"... {more} more underlyings (use --json or --out for all)", file=out)
     if result.by_strike is not None and result.by_strike.num_rows:
-        strikes = sorted(result.by_strike.to_pylist(), key=lambda row: -abs(row["net_gex"]))
-        print(f"\nLargest |net GEX| strikes (top {min(top, len(strikes))}):", file=out)
+        strikes = _largest_rows(result.by_strike, "net_gex", top)
+        print(f"\nLargest |net GEX| strikes (top {len(strikes)}):", file=out)
         print(f"{'underlying':<12}{'strike':>12}{'net':>20}{'calls':>20}{'puts':>20}", file=out)
-        for row in strikes[:top]:
+        for row in strikes:
             print(
                 f"{row['underlying']:<12}{row['strike']:>12,.2f}"
                 f"{_format_value(row['net_gex'], unit):>20}"
