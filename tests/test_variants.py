@@ -62,3 +62,71 @@ def test_fingerprint_changes_with_any_module_below_the_package(tmp_path):
     assert _variants.sources_fingerprint(tmp_path) not in (before, changed)
     package = Path(_variants.__file__).resolve().parent
     assert _variants.package_fingerprint() == _variants.sources_fingerprint(package)
+
+
+# --- the disk cache of the package's own kernels (fastgex._jit._fingerprint_disk_cache)
+
+CACHE_PROBE = """
+import json
+from fastgex import _fastmath
+_fastmath.exp_of_number(0.5)
+stats = _fastmath.exp_of_number.stats
+print(json.dumps({"file": _fastmath.__file__, "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def _cache_probe(package_root: Path, cache_dir: Path) -> dict:
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(package_root)}
+    env.pop("FASTGEX_NO_CACHE", None)
+    completed = subprocess.run(
+        [sys.executable, "-c", CACHE_PROBE],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_a_change_to_another_package_module_invalidates_the_disk_cache(tmp_path):
+    # Numba stamps a cached function with its own file only, and kernels inline other
+    # modules: a copy of the package, one of whose other modules then changes.
+    import shutil
+
+    import fastgex
+
+    root = tmp_path / "site"
+    package = root / "fastgex"
+    shutil.copytree(
+        Path(fastgex.__file__).parent, package,
+        ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"),
+    )  # fmt: skip
+    cache = tmp_path / "cache"
+    first = _cache_probe(root, cache)
+    assert first["file"].startswith(str(package))
+    assert (first["hits"], first["misses"]) == (0, 1)
+    assert _cache_probe(root, cache)["hits"] == 1  # unchanged package: loaded from disk
+    with (package / "_greeks_formulas.py").open("a", encoding="utf-8") as handle:
+        handle.write("\n# an edit to a module exp_of_number is not defined in\n")
+    after = _cache_probe(root, cache)
+    assert (after["hits"], after["misses"]) == (0, 1)
+
+
+def test_only_the_package_functions_get_the_fingerprinted_stamp(tmp_path, monkeypatch):
+    import importlib
+
+    from fastgex import _fastmath, _jit
+
+    assert _jit.FINGERPRINTED_CACHE
+    locator = _fastmath.exp_of_number._cache._impl.locator
+    assert type(locator).__name__.startswith("Fingerprinted")
+    assert locator.get_source_stamp()[1] == _jit.package_fingerprint()
+    (tmp_path / "user_code_for_cache_test.py").write_text(
+        "import numba\n\n@numba.njit(cache=True)\ndef add_one(x):\n    return x + 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    user = importlib.import_module("user_code_for_cache_test")
+    assert not type(user.add_one._cache._impl.locator).__name__.startswith("Fingerprinted")
+    assert user.add_one(1) == 2

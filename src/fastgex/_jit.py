@@ -16,9 +16,12 @@ compiled code.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numba
@@ -73,6 +76,81 @@ def _choose_vector_width() -> str:
 
 #: What :func:`_choose_vector_width` decided for this process.
 VECTOR_WIDTH: str = _choose_vector_width()
+
+_PACKAGE_DIRECTORY = Path(__file__).resolve().parent
+
+
+def sources_fingerprint(directory: Path) -> str:
+    """SHA-256 of the names and bytes of every ``*.py`` file under ``directory``."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.py")):
+        digest.update(path.relative_to(directory).as_posix().encode("utf-8"))
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def package_fingerprint() -> str:
+    """:func:`sources_fingerprint` of the installed package, once a process.
+
+    Kernels inline formulas from other modules, and Numba's disk cache checks only the
+    file a compiled function is defined in: the fingerprint is what ties a cached
+    kernel to the formulas it was compiled from (see :func:`_fingerprint_disk_cache`).
+    """
+    return sources_fingerprint(_PACKAGE_DIRECTORY)
+
+
+def _fingerprinted_locator(locator_class: type) -> type:
+    """``locator_class`` for fastgex's own files, with the package fingerprint in the stamp."""
+
+    class FingerprintedLocator(locator_class):  # type: ignore[misc, valid-type]
+        _fastgex_fingerprinted = True
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            try:
+                inside = Path(py_file).resolve().is_relative_to(_PACKAGE_DIRECTORY)
+            except (OSError, ValueError):
+                inside = False
+            return super().from_function(py_func, py_file) if inside else None
+
+        def get_source_stamp(self):
+            return super().get_source_stamp(), package_fingerprint()
+
+    FingerprintedLocator.__name__ = f"Fingerprinted{locator_class.__name__}"
+    FingerprintedLocator.__qualname__ = FingerprintedLocator.__name__
+    return FingerprintedLocator
+
+
+def _fingerprint_disk_cache() -> bool:
+    """Make Numba's disk cache of fastgex's kernels depend on every module they inline.
+
+    Numba stamps a cached function with the hash of its own source file only. A kernel
+    that inlines ``fastgex._fastmath`` would then load code compiled from an older
+    ``_fastmath`` after that file alone changed (an edited checkout, a hand-patched
+    install). For files inside this package each of Numba's cache locators gets a
+    subclass whose stamp also holds :func:`package_fingerprint`, so any change to any
+    module recompiles; other code's functions fall through to Numba's own locators,
+    unchanged. Returns False (and changes nothing) if Numba's caching internals are not
+    the ones this was written against.
+    """
+    try:
+        from numba.core import caching
+
+        impl = caching.CompileResultCacheImpl
+        originals = [
+            locator
+            for locator in impl._locator_classes
+            if not getattr(locator, "_fastgex_fingerprinted", False)
+        ]
+    except (ImportError, AttributeError):
+        return False
+    impl._locator_classes = [_fingerprinted_locator(locator) for locator in originals] + originals
+    return True
+
+
+#: Whether :func:`_fingerprint_disk_cache` applied (it runs once, at import).
+FINGERPRINTED_CACHE: bool = _fingerprint_disk_cache()
 
 
 def scalar_function(function: FunctionT) -> FunctionT:

@@ -14,7 +14,6 @@ Used by :mod:`fastgex._kernels` (GEX) and :mod:`fastgex._greeks_kernel`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import os
@@ -25,6 +24,10 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+
+from fastgex._jit import package_fingerprint, sources_fingerprint
+
+__all__ = ["load_variant", "package_fingerprint", "rewrite_switches", "sources_fingerprint"]
 
 _LOCK = threading.Lock()
 
@@ -68,25 +71,6 @@ def _write_source(name: str, source: str) -> Path:
         except OSError:
             continue
     raise RuntimeError("no writable directory for generated kernels; set FASTGEX_KERNEL_DIR")
-
-
-def sources_fingerprint(directory: Path) -> str:
-    """SHA-256 of the names and bytes of every ``*.py`` file under ``directory``."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*.py")):
-        digest.update(path.relative_to(directory).as_posix().encode("utf-8"))
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-@functools.cache
-def package_fingerprint() -> str:
-    """:func:`sources_fingerprint` of the installed package, once a process.
-
-    A generated variant inlines formulas from other modules; their change must change
-    the variant's name, or Numba's disk cache would serve code compiled from the old ones.
-    """
-    return sources_fingerprint(Path(__file__).resolve().parent)
 
 
 def load_variant(source: str, prefix: str) -> ModuleType:
