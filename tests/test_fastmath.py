@@ -106,20 +106,21 @@ def _polynomials(values):
     return exp_part, atanh_part
 
 
-@numba.njit
-def _powers_of_two(powers):
-    out = np.empty_like(powers)
-    for index in range(powers.size):
-        out[index] = _power_of_two(powers[index])
-    return out
+def _elementwise(scalar):
+    """A compiled loop applying the compiled scalar function ``scalar`` to an array."""
+
+    @numba.njit
+    def apply(values):
+        out = np.empty_like(values)
+        for index in range(values.size):
+            out[index] = scalar(values[index])
+        return out
+
+    return apply
 
 
-@numba.njit
-def _floors(values):
-    out = np.empty_like(values)
-    for index in range(values.size):
-        out[index] = floor_float(values[index])
-    return out
+_powers_of_two = _elementwise(_power_of_two)
+_floors = _elementwise(floor_float)
 
 
 def test_power_of_two_is_exact_over_the_normal_range():
