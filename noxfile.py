@@ -3,6 +3,8 @@ bench_cuda, capi, spark, boundscheck, fuzz (on demand)."""
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "docs"]
@@ -19,8 +21,14 @@ def tests(session: nox.Session) -> None:
     so the CPU kernels it compares against are already compiled and cached.
     """
     session.install(".[test]")
+    # Compiling kernels is single-threaded and most of the suite's time: one worker per
+    # core (pytest-xdist), each test file whole on one worker so its compiled kernels and
+    # module fixtures are reused. FASTGEX_TEST_WORKERS=0 runs in this process only.
+    workers = os.environ.get("FASTGEX_TEST_WORKERS", "auto")
     # The slowest tests are listed so CI's time budget (well under 20 min) stays visible.
-    session.run("pytest", "-q", "--durations=20", *session.posargs)
+    session.run(
+        "pytest", "-q", "--durations=20", "-n", workers, "--dist", "loadfile", *session.posargs
+    )
     if not session.posargs:
         _cuda_simulator_tests(session)
 
