@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fastgex import _variants
+import fastgex
+from fastgex import _fastmath, _jit, _variants
 
 
 def test_rewrite_switches_sets_each_line_and_refuses_a_missing_one():
@@ -52,16 +58,16 @@ def test_fingerprint_changes_with_any_module_below_the_package(tmp_path):
     (tmp_path / "_formulas.py").write_text("A = 1\n")
     (tmp_path / "io" / "reader.py").write_text("B = 2\n")
     (tmp_path / "notes.txt").write_text("not a module")
-    before = _variants.sources_fingerprint(tmp_path)
+    before = _jit.sources_fingerprint(tmp_path)
     (tmp_path / "notes.txt").write_text("still not a module")
-    assert _variants.sources_fingerprint(tmp_path) == before
+    assert _jit.sources_fingerprint(tmp_path) == before
     (tmp_path / "io" / "reader.py").write_text("B = 3\n")
-    changed = _variants.sources_fingerprint(tmp_path)
+    changed = _jit.sources_fingerprint(tmp_path)
     assert changed != before
     (tmp_path / "io" / "reader.py").rename(tmp_path / "io" / "other.py")
-    assert _variants.sources_fingerprint(tmp_path) not in (before, changed)
+    assert _jit.sources_fingerprint(tmp_path) not in (before, changed)
     package = Path(_variants.__file__).resolve().parent
-    assert _variants.package_fingerprint() == _variants.sources_fingerprint(package)
+    assert _jit.package_fingerprint() == _jit.sources_fingerprint(package)
 
 
 # --- the disk cache of the package's own kernels (fastgex._jit._fingerprint_disk_cache)
@@ -77,10 +83,6 @@ print(json.dumps({"file": _fastmath.__file__, "hits": sum(stats.cache_hits.value
 
 
 def _cache_probe(package_root: Path, cache_dir: Path) -> dict:
-    import json
-    import os
-    import subprocess
-
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(package_root)}
     env.pop("FASTGEX_NO_CACHE", None)
     completed = subprocess.run(
@@ -93,10 +95,6 @@ def _cache_probe(package_root: Path, cache_dir: Path) -> dict:
 def test_a_change_to_another_package_module_invalidates_the_disk_cache(tmp_path):
     # Numba stamps a cached function with its own file only, and kernels inline other
     # modules: a copy of the package, one of whose other modules then changes.
-    import shutil
-
-    import fastgex
-
     root = tmp_path / "site"
     package = root / "fastgex"
     shutil.copytree(
@@ -115,10 +113,6 @@ def test_a_change_to_another_package_module_invalidates_the_disk_cache(tmp_path)
 
 
 def test_only_the_package_functions_get_the_fingerprinted_stamp(tmp_path, monkeypatch):
-    import importlib
-
-    from fastgex import _fastmath, _jit
-
     assert _jit.FINGERPRINTED_CACHE
     locator = _fastmath.exp_of_number._cache._impl.locator
     assert type(locator).__name__.startswith("Fingerprinted")

@@ -100,6 +100,15 @@ def package_fingerprint() -> str:
     return sources_fingerprint(_PACKAGE_DIRECTORY)
 
 
+@functools.cache
+def _in_package(directory: str) -> bool:
+    """Whether ``directory`` is the package's or below it (resolved once per directory)."""
+    try:
+        return Path(directory).resolve().is_relative_to(_PACKAGE_DIRECTORY)
+    except (OSError, ValueError):
+        return False
+
+
 def _fingerprinted_locator(locator_class: type) -> type:
     """``locator_class`` for fastgex's own files, with the package fingerprint in the stamp."""
 
@@ -108,10 +117,7 @@ def _fingerprinted_locator(locator_class: type) -> type:
 
         @classmethod
         def from_function(cls, py_func, py_file):
-            try:
-                inside = Path(py_file).resolve().is_relative_to(_PACKAGE_DIRECTORY)
-            except (OSError, ValueError):
-                inside = False
+            inside = _in_package(os.path.dirname(py_file))
             return super().from_function(py_func, py_file) if inside else None
 
         def get_source_stamp(self):

@@ -25,9 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
-from fastgex._jit import package_fingerprint, sources_fingerprint
-
-__all__ = ["load_variant", "package_fingerprint", "rewrite_switches", "sources_fingerprint"]
+from fastgex._jit import package_fingerprint
 
 _LOCK = threading.Lock()
 
