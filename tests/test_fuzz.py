@@ -462,6 +462,36 @@ def test_exact_pass_runs_only_where_the_bound_fails():
     ).tolist() == [True, False]
 
 
+def test_exact_sums_of_kept_values_match_fsum():
+    """The exact pass over kept per-contract values (white box): cancelling values of
+    four underlyings in mixed order; the marked ones match fsum per side, the others
+    stay untouched."""
+    from fastgex import _kernels
+
+    rng = np.random.default_rng(17)
+    size = 10.0 ** rng.uniform(6, 12, 2_000)
+    pair_code = rng.integers(0, 2, size.size)  # 1 = call
+    pair_uid = rng.integers(0, 4, size.size)
+    # Each pair cancels within its (underlying, side); the small values are what is left.
+    values = np.concatenate([size, -size, rng.uniform(-1.0, 1.0, 100)])
+    code = np.concatenate([pair_code, pair_code, rng.integers(0, 2, 100)]).astype(np.uint8)
+    uid = np.concatenate([pair_uid, pair_uid, rng.integers(0, 4, 100)]).astype(np.int32)
+    order = rng.permutation(values.size)
+    values, code, uid = values[order], code[order], uid[order]
+    slots = np.array([1, 0, 1, 1], dtype=np.uint8)
+    sums, compensation = np.zeros((4, 2)), np.zeros((4, 2))
+    _kernels.exact_sums_of_values(values, code, uid, slots, sums, compensation)
+    totals = sums + compensation
+    for slot in range(4):
+        for side, is_call in ((0, 1), (1, 0)):
+            mask = (uid == slot) & (code == is_call)
+            exact = math.fsum(values[mask]) if slots[slot] else 0.0
+            assert abs(math.fsum(values[mask])) < 1e-9 * np.abs(values[mask]).sum()
+            assert abs(totals[slot, side] - exact) <= 1e-13 * max(abs(exact), 1.0), (
+                slot, side, totals[slot, side], exact
+            )  # fmt: skip
+
+
 # ------------------------------------------------------------------- accuracy vs mpmath
 
 

@@ -1027,8 +1027,13 @@ def _run(
     loose = loose_sides.any(axis=1) | loose_net
     if loose.any():
         # Heavy cancellation (mixed-sign dealer positions, or calls against puts near
-        # the flip): the flagged underlyings' rows again, summed row by row.
-        exact = accumulate(loose.astype(np.uint8))
+        # the flip): the flagged underlyings' rows again, summed row by row; from the
+        # per-contract values when they were kept, so the totals are exact sums of them.
+        exact = (
+            _exact_from_values(accumulated, loose)
+            if per_contract
+            else accumulate(loose.astype(np.uint8))
+        )
         # Only the totals that failed their bound are replaced: a side that passed keeps
         # its fast sum, so e.g. flipping one side's sign (short_all against the default)
         # still flips the reported call or put total exactly.
@@ -1038,6 +1043,29 @@ def _run(
 
 
 _NO_EXACT_SLOTS = np.zeros(0, dtype=np.uint8)
+
+
+def _exact_from_values(accumulated: _Accumulated, loose: np.ndarray) -> _Accumulated:
+    """The exact pass from kept per-contract values: only ``sums`` and ``net`` are set."""
+    slots = loose.astype(np.uint8)
+    sums = np.zeros((loose.size, 2))
+    compensation = np.zeros((loose.size, 2))
+    batches = [batch for batch in accumulated.work.to_batches() if batch.num_rows]
+    for batch, values in zip(batches, accumulated.values, strict=True):
+        _kernels.exact_sums_of_values(
+            values,
+            _numpy(batch, "code", np.uint8),
+            _numpy(batch, "uid", np.int32),
+            slots,
+            sums,
+            compensation,
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        return dataclasses.replace(
+            accumulated, sums=sums + compensation, net=_kernels.net_of(sums, compensation)
+        )
+
+
 _NO_GROUP_IDS = np.zeros(0, dtype=np.int32)
 
 

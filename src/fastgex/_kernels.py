@@ -22,9 +22,10 @@ import numpy as np
 
 from fastgex import _gex_kernel
 from fastgex._formulas import black76_gamma, bsm_gamma
-from fastgex._jit import kernel
+from fastgex._jit import exact_function, kernel
 from fastgex._kernel_common import (
     BLOCK_ROWS,
+    CALL_CODE,
     MAX_BLOCK_PARTIALS,
     MISSING_CODE,
     REASONS,
@@ -253,3 +254,22 @@ def segmented_cumsum(values, segment_starts):
             total, compensation = _neumaier_add(total, compensation, values[index])
             out[index] = total + compensation
     return out
+
+
+@exact_function
+def exact_sums_of_values(values, option_code, underlying_id, slots, sums, compensation):
+    """Neumaier sums of computed per-contract values, for the underlyings marked in ``slots``.
+
+    Adds each row's value to ``sums[underlying, side]`` (side 0 calls, 1 puts) with its
+    error in ``compensation``, in row order. Invalid rows hold 0.0, so they add nothing.
+    Used for the exact pass when per-contract values were kept: the totals are then the
+    exact sums of the very values reported, not of values computed again (whose last
+    bit can differ between the vectorized loop and its scalar remainder).
+    """
+    for row in range(values.size):
+        slot = underlying_id[row]
+        if slots[slot] != 0:
+            side = 0 if option_code[row] == CALL_CODE else 1
+            total, low = _neumaier_add(sums[slot, side], compensation[slot, side], values[row])
+            sums[slot, side] = total
+            compensation[slot, side] = low
