@@ -485,8 +485,9 @@ def test_exact_sums_of_kept_values_match_fsum():
     for slot in range(4):
         for side, is_call in ((0, 1), (1, 0)):
             mask = (uid == slot) & (code == is_call)
-            exact = math.fsum(values[mask]) if slots[slot] else 0.0
-            assert abs(math.fsum(values[mask])) < 1e-9 * np.abs(values[mask]).sum()
+            side_sum = math.fsum(values[mask])
+            assert abs(side_sum) < 1e-9 * np.abs(values[mask]).sum()
+            exact = side_sum if slots[slot] else 0.0
             assert abs(totals[slot, side] - exact) <= 1e-13 * max(abs(exact), 1.0), (
                 slot, side, totals[slot, side], exact
             )  # fmt: skip

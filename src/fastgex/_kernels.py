@@ -33,6 +33,7 @@ from fastgex._kernel_common import (
     SUM_ERROR_PER_SIZE,
     UNKNOWN_TYPE_CODE,
     KernelConfig,
+    _add_to,
     _id_range,
     _neumaier_add,
 )
@@ -269,7 +270,6 @@ def exact_sums_of_values(values, option_code, underlying_id, slots, sums, compen
     for row in range(values.size):
         slot = underlying_id[row]
         if slots[slot] != 0:
-            side = 0 if option_code[row] == CALL_CODE else 1
-            total, low = _neumaier_add(sums[slot, side], compensation[slot, side], values[row])
-            sums[slot, side] = total
-            compensation[slot, side] = low
+            _add_to(
+                sums, compensation, slot, 0 if option_code[row] == CALL_CODE else 1, values[row]
+            )
