@@ -519,7 +519,7 @@ def _mp_greeks(spot, strike, vol, years, rate, dividend, is_call):
 
 #: Stated bounds (docs/reliability.md): worst relative error on the grid below, where the
 #: exact value is above 1e-280 (smaller values: absolute error below 1e-280).
-MPMATH_BOUNDS = {"gamma": 1e-12, "gex_gamma": 1e-12, "delta": 1e-12, "vega": 1e-12, "price": 1e-10}
+MPMATH_BOUNDS = {"gamma": 1e-12, "gex_gamma": 1e-12, "delta": 1e-12, "vega": 1e-12, "price": 2e-11}
 
 
 def test_greeks_and_gamma_against_mpmath_deep_itm_otm_near_expiry():
@@ -566,6 +566,55 @@ def test_greeks_and_gamma_against_mpmath_deep_itm_otm_near_expiry():
     print("worst relative error against mpmath:", worst)  # quoted in docs/reliability.md
     for name, bound in MPMATH_BOUNDS.items():
         assert worst[name] <= bound, (name, worst[name])
+
+
+#: Stated bound (docs/reliability.md) of the price where ``vol sqrt(T)`` and
+#: ``|m| vol sqrt(T)`` are at most 1e-2, the region of ``near_money_prices``.
+NEAR_MONEY_PRICE_BOUND = 5e-12
+
+
+def test_price_near_expiry_near_the_money_against_mpmath():
+    """Prices with ``h = vol sqrt(T)`` from 1e-8 to 1e-2 against 50-digit mpmath.
+
+    There the direct ``S e^-qT N(d1) - K e^-rT N(d2)`` cancels (relative error about
+    eps |m| / h: 6e-7 on these points before ``near_money_prices``). No rates, so the
+    rounding of ``ln(S/K) + (r - q) T`` (a conditioning limit, not the formula's) stays
+    out of the comparison.
+    """
+    mpmath.mp.dps = 50
+    rng = np.random.default_rng(5)
+    count = 200
+    spot = 100.0
+    total_vol = 10 ** rng.uniform(-8, -2, count)
+    years = 10 ** rng.uniform(-6, 0, count)
+    # The midpoint m of d1 and d2 up to |m| h = 1e-2 (and |m| <= 30, past which the
+    # price underflows), on both sides of the money; ln(S/K) = m h without rates.
+    midpoint = rng.uniform(-1.0, 1.0, count) * np.minimum(1e-2 / total_vol, 30.0)
+    strike = spot * np.exp(-midpoint * total_vol)
+    is_call = rng.random(count) < 0.5
+    table = pa.table(
+        {
+            "underlying": ["A"] * count,
+            "strike": strike,
+            "implied_vol": total_vol / np.sqrt(years),
+            "time_to_expiry": years,
+            "option_type": np.where(is_call, "C", "P"),
+            "open_interest": np.ones(count),
+        }
+    )
+    got = fastgex.greeks(
+        table, greeks=("price",), units="raw", spot=spot, min_time_to_expiry=1e-12
+    ).table.column("price")
+    worst = 0.0
+    for index in range(count):
+        exact = _mp_greeks(
+            spot, strike[index], total_vol[index] / math.sqrt(years[index]), years[index],
+            0.0, 0.0, bool(is_call[index]),
+        )["price"]  # fmt: skip
+        assert exact > 1e-280
+        worst = max(worst, float(abs(mpmath.mpf(got[index].as_py()) - exact) / exact))
+    print("worst relative error of the near-money price:", worst)  # docs/reliability.md
+    assert worst <= NEAR_MONEY_PRICE_BOUND
 
 
 def test_huge_open_interest_exposures_stay_finite():

@@ -92,6 +92,64 @@ def bsm_greeks(spot, strike, vol, time_to_expiry, rate, dividend_yield, is_call)
     )
 
 
+#: Where :func:`near_money_prices` replaces the direct price: ``vol sqrt(T)`` and
+#: ``|m| vol sqrt(T)`` (``m`` the midpoint of ``d1`` and ``d2``) both at most this.
+NEAR_MONEY_LIMIT = 1e-2
+
+
+@scalar_function
+def _expm1_small(value):
+    """``exp(value) - 1`` for ``|value| <= NEAR_MONEY_LIMIT``: Taylor to ``value**7``.
+
+    The first term left out is below ``1e-18`` of the result there.
+    """
+    tail = 1.0 / 120.0 + value * (1.0 / 720.0 + value / 5040.0)
+    return value * (1.0 + value * (0.5 + value * (1.0 / 6.0 + value * (1.0 / 24.0 + value * tail))))
+
+
+@scalar_function
+def near_money_prices(discounted_spot, spot_density, d1, vol_sqrt_time):
+    """Call and put prices without the cancellation of the direct formula at small ``h``.
+
+    ``h = vol sqrt(T)``; ``discounted_spot = S e^(-qT)`` and ``spot_density =
+    S e^(-qT) n(d1)``, which is also ``K e^(-rT) n(d2)``. With ``G = N / n`` the call
+    is ``spot_density (G(d1) - G(d2))`` and the put ``spot_density (G(-d2) - G(-d1))``;
+    written as ``S e^(-qT) N(d1) - K e^(-rT) N(d2)`` they are differences of nearly
+    equal terms, about ``eps / h`` relative at the money (4e-10 one minute from expiry
+    at 0.1% vol). On the out-of-the-money side, ``x = -|m|`` with ``m = d1 - h / 2``
+    the midpoint, the difference is the series ``h G1(x) + h**3 G3(x) / 24 +
+    h**5 G5(x) / 1920`` in the odd derivatives ``Gk`` of ``G``, each ``p(x) + q(x) G(x)``
+    (from ``G1 = 1 + x G``), and ``G(x) = R(|m|)``, the Mills ratio. The
+    in-the-money side adds the forward intrinsic value ``S e^(-qT) (1 - e^(-m h))``
+    (``m h = ln(F / K)``): a sum of two positive terms. Valid where ``h`` and ``|m| h``
+    are at most ``NEAR_MONEY_LIMIT``, where the series' first term left out is below
+    ``1e-16`` of the result.
+    """
+    midpoint = d1 - 0.5 * vol_sqrt_time
+    distance = abs(midpoint)
+    distance_sq = distance * distance
+    h_sq = vol_sqrt_time * vol_sqrt_time
+    h_fourth = h_sq * h_sq
+    # G(x + h/2) - G(x - h/2) at x = -|m|, as p_part + q_part * G(x).
+    p_part = vol_sqrt_time * (
+        1.0
+        + h_sq / 24.0 * (2.0 + distance_sq)
+        + h_fourth / 1920.0 * (8.0 + distance_sq * (9.0 + distance_sq))
+    )
+    q_part = -(distance * vol_sqrt_time) * (
+        1.0
+        + h_sq / 24.0 * (3.0 + distance_sq)
+        + h_fourth / 1920.0 * (15.0 + distance_sq * (10.0 + distance_sq))
+    )
+    out_of_the_money = spot_density * (p_part + q_part * mills_ratio(distance))
+    # S e^-qT - K e^-rT: positive when the call is in the money (m > 0).
+    forward_intrinsic = -discounted_spot * _expm1_small(-midpoint * vol_sqrt_time)
+    call_itm = midpoint > 0.0
+    call = out_of_the_money + (forward_intrinsic if call_itm else 0.0)
+    put = out_of_the_money - (0.0 if call_itm else forward_intrinsic)
+    return call, put
+
+
 @scalar_function
 def bsm_greeks_at(
     spot,
@@ -141,14 +199,22 @@ def bsm_greeks_at(
     charm_common = -weighted_density * (carry * inverse_vol_sqrt_time - 0.5 * d2 * inverse_time)
     vomma = vega * d1 * d2 * inverse_vol
     speed = -gamma * inverse_spot * (d1 * inverse_vol_sqrt_time + 1.0)
+    # Near expiry at the money the direct price cancels (see near_money_prices);
+    # selects, so the loop stays vectorized, and compiled out when no price is stored.
+    near_call, near_put = near_money_prices(
+        spot * dividend_discount, spot * weighted_density, d1, vol_sqrt_time
+    )
+    near = (vol_sqrt_time <= NEAR_MONEY_LIMIT) & (
+        abs(d1 - 0.5 * vol_sqrt_time) * vol_sqrt_time <= NEAR_MONEY_LIMIT
+    )
     if is_call:
-        price = spot * dq_cdf_d1 - kr_cdf_d2
+        price = near_call if near else spot * dq_cdf_d1 - kr_cdf_d2
         delta = dq_cdf_d1
         theta = decay - rate * kr_cdf_d2 + dividend_yield * spot * dq_cdf_d1
         rho = time_to_expiry * kr_cdf_d2
         charm = dividend_yield * dq_cdf_d1 + charm_common
     else:
-        price = kr_cdf_minus_d2 - spot * dq_cdf_minus_d1
+        price = near_put if near else kr_cdf_minus_d2 - spot * dq_cdf_minus_d1
         delta = -dq_cdf_minus_d1
         theta = decay + rate * kr_cdf_minus_d2 - dividend_yield * spot * dq_cdf_minus_d1
         rho = -time_to_expiry * kr_cdf_minus_d2
