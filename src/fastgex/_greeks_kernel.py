@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from fastgex._greeks_formulas import GREEK_ORDER, bsm_d1, bsm_greeks_at
-from fastgex._jit import kernel, loop_body, outlined, scalar_function
+from fastgex._jit import ROW_FLAGS, kernel, loop_body, outlined, scalar_function
 from fastgex._kernel_common import (
     _BAD_FORWARD,
     _BAD_RATE,
@@ -196,7 +196,7 @@ def _row_values(row, columns, segment):
 
 
 # The row-by-row fallback's copy: not inlined, one compiled body less to optimize.
-_row_values_row = outlined(_row_values)
+_row_values_row = outlined(_row_values, flags=ROW_FLAGS)
 
 
 @scalar_function
@@ -321,7 +321,7 @@ def _chunk_second_half(
     return invalid
 
 
-@loop_body
+@loop_body(flags=ROW_FLAGS)
 def _strip_greeks(
     strip, strike, vol, time_to_expiry, option_code, underlying_id, spot, forward, rate,
     dividend_yield, min_time, scale_values, outputs, status_out,
@@ -373,7 +373,7 @@ def _strip_greeks(
     return strip_invalid
 
 
-@kernel
+@kernel(flags=ROW_FLAGS)
 def run(
     strike,
     vol,

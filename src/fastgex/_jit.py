@@ -36,6 +36,14 @@ CACHE: bool = os.environ.get("FASTGEX_NO_CACHE", "") not in ("1", "true", "yes")
 #: relies on NaN comparisons behaving as IEEE says.
 FASTMATH_FLAGS: frozenset[str] = frozenset({"contract", "reassoc", "arcp", "nsz"})
 
+#: Fast-math flags for row kernels with no floating-point reduction (the greeks): no
+#: ``reassoc``, so LLVM keeps every formula in the order written and a row gets bitwise
+#: the same values in the vectorized loop, its scalar remainder and the scalar loop
+#: taken when the runtime alias check fails. With ``reassoc``, LLVM's instruction
+#: combiner rewrote the vector and the scalar copies differently (1-2 ulp on up to half
+#: of the rows, AVX-512), so a row's greeks depended on its place in its run.
+ROW_FLAGS: frozenset[str] = frozenset({"contract", "arcp", "nsz"})
+
 #: ``FASTGEX_VECTOR_WIDTH``: ``512`` (default) or ``native`` (leave LLVM's choice).
 VECTOR_WIDTH_ENV = "FASTGEX_VECTOR_WIDTH"
 
@@ -173,16 +181,14 @@ def scalar_function(function: FunctionT) -> FunctionT:
     )(function)
 
 
-def outlined(function: Any) -> Any:
+def outlined(function: Any, *, flags: frozenset[str] = FASTMATH_FLAGS) -> Any:
     """The body of a :func:`scalar_function` compiled as its own, non-inlined function.
 
     For cold paths (a row-by-row fallback) that call a big formula: inlining it there
     adds nothing at run time but compile time (LLVM optimizes every inlined copy).
-    Same floating-point policy and cache as the inlined version.
+    Same cache as the inlined version; ``flags``: those of the kernel it stands in for.
     """
-    return numba.njit(cache=CACHE, error_model="numpy", fastmath=set(FASTMATH_FLAGS))(
-        function.py_func
-    )
+    return numba.njit(cache=CACHE, error_model="numpy", fastmath=set(flags))(function.py_func)
 
 
 def exact_function(function: FunctionT) -> FunctionT:
@@ -268,7 +274,7 @@ def _parallel_options() -> dict[str, bool]:
     }
 
 
-def loop_body(function: FunctionT) -> Any:
+def loop_body(function: FunctionT | None = None, *, flags: frozenset[str] = FASTMATH_FLAGS) -> Any:
     """Compile the body of a kernel's ``prange`` loop as a serial function of its own.
 
     Numba's parfor passes (fusion, then lowering the loop into a gufunc that is typed
@@ -277,16 +283,23 @@ def loop_body(function: FunctionT) -> Any:
     its cold compile. A body that is one call to a function compiled here keeps them to
     a one-line loop, at no cost at run time. Call it with the loop index cast to
     ``np.int64``: the index is ``uint64`` inside the gufunc and ``int64`` before it,
-    and each type would compile the body again.
+    and each type would compile the body again. ``flags`` as in :func:`kernel`.
     """
-    return kernel(function, parallel=False)
+    return kernel(function, parallel=False, flags=flags)
 
 
-def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
+def kernel(
+    function: FunctionT | None = None,
+    *,
+    parallel: bool = True,
+    flags: frozenset[str] = FASTMATH_FLAGS,
+) -> Any:
     """Compile a loop kernel (``prange`` loops run in parallel when ``parallel``).
 
     Parallel kernels come wrapped in a :class:`Launcher` (thread-safe launches under any
-    threading layer); serial ones are the plain dispatcher.
+    threading layer); serial ones are the plain dispatcher. ``flags``: the fast-math
+    flags, :data:`FASTMATH_FLAGS` or :data:`ROW_FLAGS`; they also apply to every
+    :func:`scalar_function` inlined into the kernel.
     """
 
     def decorate(inner: FunctionT) -> Any:
@@ -294,7 +307,7 @@ def kernel(function: FunctionT | None = None, *, parallel: bool = True) -> Any:
             cache=CACHE,
             parallel=_parallel_options() if parallel else False,
             error_model="numpy",
-            fastmath=set(FASTMATH_FLAGS),
+            fastmath=set(flags),
             nogil=True,
         )(inner)
         return Launcher(compiled) if parallel else compiled
