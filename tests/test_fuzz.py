@@ -697,6 +697,34 @@ def test_bitwise_identical_across_processes_and_thread_counts():
     )
 
 
+_GEX_BITS_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    import fastgex
+    from fastgex.sample import sample_market
+    result = fastgex.gex(sample_market(150_000, n_underlyings=12, seed=4), by_strike=False,
+                         per_contract=True)
+    def bits(table, column):
+        return table.column(column).to_numpy().view(np.int64).tolist()
+    print(json.dumps({"totals": bits(result.by_underlying, "total_gex"),
+                      "contracts": bits(result.per_contract, "gex")}))
+    """
+)
+
+
+def test_gex_bits_same_compiled_and_loaded_from_the_cache(tmp_path):
+    """A process that compiles the GEX kernel (empty Numba cache) and one that loads it
+    from that cache give the same bits. With reassociation in its formulas, the compiling
+    process's totals differed in their last bits from every later run (AVX-512)."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    compiled = json.loads(_in_subprocess(_GEX_BITS_SCRIPT, env))
+    loaded = json.loads(_in_subprocess(_GEX_BITS_SCRIPT, env))
+    assert any((tmp_path / "numba-cache").rglob("*.nbc")), "the second process had no cache"
+    assert compiled["totals"] == loaded["totals"]
+    assert compiled["contracts"] == loaded["contracts"]
+
+
 # ------------------------------------------------------------------- many Python threads
 
 

@@ -245,3 +245,29 @@ def test_interleaved_underlyings_keep_input_order_per_contract():
         grouped.by_underlying.column("total_gex").to_numpy(),
         rtol=1e-12,
     )
+
+
+def test_a_rows_gex_does_not_depend_on_its_place_in_a_run():
+    """Bitwise the same per-contract GEX for a row in a long run of its underlying (the
+    vectorized loop) and alone in its run (the scalar remainder): the kernel's formulas
+    are compiled without reassociation (``_jit.ROW_FLAGS``), only its sums reassociate.
+    With reassociation everywhere, LLVM rewrote the two copies differently."""
+    count = 60_000
+    rng = np.random.default_rng(22)
+    columns = {
+        "strike": 100.0 * np.exp(rng.normal(0.0, 0.35, count)),
+        "option_type": np.where(rng.random(count) < 0.5, "C", "P"),
+        "implied_vol": rng.uniform(0.03, 2.0, count),
+        "time_to_expiry": np.exp(rng.uniform(math.log(1 / 365), math.log(5.0), count)),
+        "open_interest": rng.integers(1, 5_000, count).astype(np.float64),
+    }
+    options = {"rate": 0.03, "dividend_yield": 0.01, "per_contract": True, "by_strike": False}
+    together = fastgex.gex(pa.table({"underlying": ["U"] * count, **columns}), spot=100.0,
+                           **options)  # fmt: skip
+    alone_chain = pa.table({"underlying": [f"U{row}" for row in range(count)],
+                            "spot": np.full(count, 100.0), **columns})  # fmt: skip
+    alone = fastgex.gex(alone_chain, **options)
+    first = together.per_contract.column("gex").to_numpy()
+    second = alone.per_contract.column("gex").to_numpy()
+    assert np.isfinite(first).all() and (first != 0.0).mean() > 0.9
+    assert np.array_equal(first, second), int((first != second).sum())

@@ -107,13 +107,14 @@ def _bits_float_compiled(bits):
 def _exp_polynomial(reduced: float) -> float:
     """``exp(reduced)`` for ``|reduced| <= ln(2)/2``: degree 11, relative error < 2e-16.
 
-    Estrin's scheme (pairs, then powers r^2, r^4, r^8) instead of Horner: the dependency
-    chain is 4 multiply-adds deep instead of 11, which lets the out-of-order core
-    overlap more vector iterations.
+    Estrin's scheme (pairs, then quads in r^2, then Horner in r^4) instead of Horner:
+    the dependency chain is 4 multiply-adds deep instead of 11, which lets the
+    out-of-order core overlap more vector iterations. The last step, Horner in r^4
+    rather than a product r^8, saves a multiply without deepening the chain (kernels
+    compiled without reassociation keep the written order, see ``_jit.ROW_FLAGS``).
     """
     r2 = reduced * reduced
     r4 = r2 * r2
-    r8 = r4 * r4
     pair0 = 1.0 + reduced
     pair1 = 0.5000000000000001 + 0.16666666666666669 * reduced
     pair2 = 0.041666666666624164 + 0.008333333333330065 * reduced
@@ -123,22 +124,23 @@ def _exp_polynomial(reduced: float) -> float:
     quad0 = pair0 + pair1 * r2
     quad1 = pair2 + pair3 * r2
     quad2 = pair4 + pair5 * r2
-    return (quad0 + quad1 * r4) + quad2 * r8
+    return quad0 + (quad1 + quad2 * r4) * r4
 
 
 @scalar_function
 def atanh_series(ratio_sq: float) -> float:
     """``atanh(x) / x`` as a polynomial in ``x**2`` for ``x**2 <= 0.02944`` (|x| <= 0.1716).
 
-    Degree 7 in ``x**2``; relative error < 5e-18 before rounding. Estrin's scheme.
+    Degree 7 in ``x**2``; relative error < 5e-18 before rounding. Pairs in ``x**2``,
+    then Horner in ``x**4`` (no product ``x**8`` to compute; kernels compiled without
+    reassociation keep this order).
     """
     y2 = ratio_sq * ratio_sq
-    y4 = y2 * y2
     pair0 = 1.0 + 0.3333333333333335 * ratio_sq
     pair1 = 0.19999999999949752 + 0.14285714312987743 * ratio_sq
     pair2 = 0.1111110556739754 + 0.09091444562630861 * ratio_sq
     pair3 = 0.07665860800278021 + 0.07308224842521703 * ratio_sq
-    return (pair0 + pair1 * y2) + (pair2 + pair3 * y2) * y4
+    return pair0 + (pair1 + (pair2 + pair3 * y2) * y2) * y2
 
 
 @scalar_function

@@ -106,7 +106,8 @@ def bsm_gamma_parts(
         log_moneyness + (rate - dividend_yield + 0.5 * vol * vol) * time_to_expiry
     ) * inverse_vol_sqrt_time
     exponent = -dividend_yield * time_to_expiry - 0.5 * d1 * d1
-    return exponent, INV_SQRT_TWO_PI * inverse_vol_sqrt_time * (1.0 / spot)
+    # Grouped so the spot's part is loop-invariant: kernels keep the written order.
+    return exponent, inverse_vol_sqrt_time * (INV_SQRT_TWO_PI / spot)
 
 
 @scalar_function

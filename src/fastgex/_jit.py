@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numba
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 FunctionT = TypeVar("FunctionT", bound=Callable[..., Any])
 
@@ -36,12 +38,14 @@ CACHE: bool = os.environ.get("FASTGEX_NO_CACHE", "") not in ("1", "true", "yes")
 #: relies on NaN comparisons behaving as IEEE says.
 FASTMATH_FLAGS: frozenset[str] = frozenset({"contract", "reassoc", "arcp", "nsz"})
 
-#: Fast-math flags for row kernels with no floating-point reduction (the greeks): no
-#: ``reassoc``, so LLVM keeps every formula in the order written and a row gets bitwise
-#: the same values in the vectorized loop, its scalar remainder and the scalar loop
-#: taken when the runtime alias check fails. With ``reassoc``, LLVM's instruction
-#: combiner rewrote the vector and the scalar copies differently (1-2 ulp on up to half
-#: of the rows, AVX-512), so a row's greeks depended on its place in its run.
+#: Fast-math flags for the row kernels (greeks, GEX): no ``reassoc``, so LLVM keeps
+#: every formula in the order written and a row gets bitwise the same values in the
+#: vectorized loop, its scalar remainder and the scalar loop taken when the runtime
+#: alias check fails, and a process that compiles a kernel gets the same bits as one
+#: that loads it from the cache. With ``reassoc``, LLVM rewrote the vector and the
+#: scalar copies differently (1-2 ulp on up to half of the rows, AVX-512) and folded
+#: the two-constant ``ln 2`` splits of ``exp`` and ``log`` into one constant. Their
+#: running sums, whose order is free, still vectorize through :func:`reorderable_add`.
 ROW_FLAGS: frozenset[str] = frozenset({"contract", "arcp", "nsz"})
 
 #: ``FASTGEX_VECTOR_WIDTH``: ``512`` (default) or ``native`` (leave LLVM's choice).
@@ -199,6 +203,34 @@ def exact_function(function: FunctionT) -> FunctionT:
     are per instruction, so they stay off even when LLVM later inlines the call.
     """
     return numba.njit(cache=CACHE, error_model="numpy", fastmath=False)(function)
+
+
+def reorderable_add(total: float, value: float) -> float:
+    """``total + value`` as an add that LLVM may reassociate, in a kernel of any flags.
+
+    For the running sums of kernels compiled with :data:`ROW_FLAGS`: the formulas keep
+    their written order (so a row's value is bitwise the same in the vectorized loop
+    and its scalar remainder), while the sums, whose order is free within their stated
+    bound, still vectorize. Compiled, the add carries :data:`FASTMATH_FLAGS` itself
+    (fast-math flags are per instruction); in plain Python it is ``total + value``.
+    """
+    return total + value
+
+
+@intrinsic
+def _reassociable_fadd(typingctx, total, value):  # pragma: no cover - compiled
+    if isinstance(total, types.Float) and total == value:
+
+        def codegen(context, builder, signature, args):
+            return builder.fadd(args[0], args[1], flags=tuple(sorted(FASTMATH_FLAGS)))
+
+        return total(total, value), codegen
+    return None
+
+
+@overload(reorderable_add, inline="always")
+def _reorderable_add_compiled(total, value):
+    return lambda total, value: _reassociable_fadd(total, value)
 
 
 #: Serializes parallel launches while the threading layer is not thread-safe.
