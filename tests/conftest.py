@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 # fastgex before any test module decorates its own Numba function: its JIT policy picks
@@ -30,6 +33,42 @@ def chains_dir() -> Path:
     if not CHAINS_DIR.is_dir():
         pytest.skip(f"real chains not found at {CHAINS_DIR} (set FASTGEX_CHAINS_DIR)")
     return CHAINS_DIR
+
+
+def random_contracts(count: int, seed: int) -> dict[str, np.ndarray]:
+    """Canonical columns of ``count`` seeded contracts around a spot of 100 (no underlying).
+
+    Strikes log-normal around 100, vols 3%-200%, one day to five years, calls and puts
+    half and half, open interest 1-4,999.
+    """
+    rng = np.random.default_rng(seed)
+    strike = 100.0 * np.exp(rng.normal(0.0, 0.35, count))
+    vol = rng.uniform(0.03, 2.0, count)
+    years = np.exp(rng.uniform(math.log(1 / 365), math.log(5.0), count))
+    is_call = rng.random(count) < 0.5
+    return {
+        "strike": strike,
+        "option_type": np.where(is_call, "C", "P"),
+        "implied_vol": vol,
+        "time_to_expiry": years,
+        "open_interest": rng.integers(1, 5_000, count).astype(np.float64),
+    }
+
+
+def one_run_and_alone(columns: dict, spot: float = 100.0) -> tuple[pa.Table, pa.Table]:
+    """The same contracts as one underlying's run, and each as an underlying of its own.
+
+    For the tests that a row's values do not depend on its place in a run: the first
+    table's rows go through a kernel's vectorized loop, the second's through its scalar
+    remainder. The second carries its spot per row; give the first ``spot`` in the call.
+    """
+    count = len(columns["strike"])
+    together = pa.table({"underlying": ["U"] * count, **columns})
+    alone = pa.table(
+        {"underlying": [f"U{row}" for row in range(count)], "spot": np.full(count, spot),
+         **columns}
+    )  # fmt: skip
+    return together, alone
 
 
 def assert_tables_close(actual, expected, rel: float = 1e-12, label: str = "") -> None:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastgex
+from conftest import one_run_and_alone, random_contracts
 from fastgex import EXPOSURE_UNITS, ExposureKind, exposures, hedge_flow
 from fastgex import reference_greeks as ref
 from fastgex.sample import sample_chain, sample_market
@@ -753,20 +754,10 @@ def test_exposure_blocks_give_the_one_block_result(
 def test_a_rows_exposure_does_not_depend_on_its_place_in_a_run(kind):
     """Bitwise the same per-contract exposure for a row in a long run of its underlying
     and alone in its run (docs/methodology.md, "Summation")."""
-    count = 20_000
-    rng = np.random.default_rng(23)
-    columns = {
-        "strike": 100.0 * np.exp(rng.normal(0.0, 0.35, count)),
-        "option_type": np.where(rng.random(count) < 0.5, "C", "P"),
-        "implied_vol": rng.uniform(0.03, 2.0, count),
-        "time_to_expiry": np.exp(rng.uniform(math.log(1 / 365), math.log(5.0), count)),
-        "open_interest": rng.integers(1, 5_000, count).astype(np.float64),
-    }
+    one_run, each_alone = one_run_and_alone(random_contracts(20_000, seed=23))
     options = {"kind": kind, "rate": 0.03, "dividend_yield": 0.01, "per_contract": True}
-    together = exposures(pa.table({"underlying": ["U"] * count, **columns}), spot=100.0,
-                         **options)  # fmt: skip
-    alone = exposures(pa.table({"underlying": [f"U{row}" for row in range(count)],
-                                "spot": np.full(count, 100.0), **columns}), **options)  # fmt: skip
+    together = exposures(one_run, spot=100.0, **options)
+    alone = exposures(each_alone, **options)
     first = together.per_contract.column(kind).to_numpy()
     second = alone.per_contract.column(kind).to_numpy()
     assert np.isfinite(first).all() and (first != 0.0).mean() > 0.9

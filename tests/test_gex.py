@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pytest
 
 import fastgex
+from conftest import one_run_and_alone, random_contracts
 from fastgex import reference
 from fastgex.sample import sample_chain, sample_market
 
@@ -252,21 +253,10 @@ def test_a_rows_gex_does_not_depend_on_its_place_in_a_run():
     vectorized loop) and alone in its run (the scalar remainder): the kernel's formulas
     are compiled without reassociation (``_jit.ROW_FLAGS``), only its sums reassociate.
     With reassociation everywhere, LLVM rewrote the two copies differently."""
-    count = 60_000
-    rng = np.random.default_rng(22)
-    columns = {
-        "strike": 100.0 * np.exp(rng.normal(0.0, 0.35, count)),
-        "option_type": np.where(rng.random(count) < 0.5, "C", "P"),
-        "implied_vol": rng.uniform(0.03, 2.0, count),
-        "time_to_expiry": np.exp(rng.uniform(math.log(1 / 365), math.log(5.0), count)),
-        "open_interest": rng.integers(1, 5_000, count).astype(np.float64),
-    }
+    one_run, each_alone = one_run_and_alone(random_contracts(60_000, seed=22))
     options = {"rate": 0.03, "dividend_yield": 0.01, "per_contract": True, "by_strike": False}
-    together = fastgex.gex(pa.table({"underlying": ["U"] * count, **columns}), spot=100.0,
-                           **options)  # fmt: skip
-    alone_chain = pa.table({"underlying": [f"U{row}" for row in range(count)],
-                            "spot": np.full(count, 100.0), **columns})  # fmt: skip
-    alone = fastgex.gex(alone_chain, **options)
+    together = fastgex.gex(one_run, spot=100.0, **options)
+    alone = fastgex.gex(each_alone, **options)
     first = together.per_contract.column("gex").to_numpy()
     second = alone.per_contract.column("gex").to_numpy()
     assert np.isfinite(first).all() and (first != 0.0).mean() > 0.9

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import one_run_and_alone, random_contracts
 from fastgex import ALL_GREEKS, GREEK_UNITS, GreekUnits, greeks
 from fastgex import reference_greeks as ref
 from fastgex._fastmath import fast_erfc, mills_ratio, norm_cdf
@@ -107,12 +108,12 @@ def _chain(strike, vol, years, is_call, underlying=None, **extra):
 
 
 def _random_cases(count, seed):
-    rng = np.random.default_rng(seed)
+    columns = random_contracts(count, seed)
     return {
-        "strike": 100.0 * np.exp(rng.normal(0.0, 0.35, count)),
-        "vol": rng.uniform(0.03, 2.0, count),
-        "years": np.exp(rng.uniform(math.log(1 / 365), math.log(5.0), count)),
-        "is_call": rng.random(count) < 0.5,
+        "strike": columns["strike"],
+        "vol": columns["implied_vol"],
+        "years": columns["time_to_expiry"],
+        "is_call": columns["option_type"] == "C",
     }
 
 
@@ -344,13 +345,11 @@ def test_a_rows_greeks_do_not_depend_on_its_place_in_a_run():
     loop) and alone in its run (the scalar loop): the kernel's flags forbid reassociation,
     with which LLVM rewrote the two copies differently (1-2 ulp on AVX-512)."""
     count = 60_000  # arrays past malloc's mmap threshold, so the vector path runs
-    cases = _random_cases(count, seed=21)
-    chain = _chain(cases["strike"], cases["vol"], cases["years"], cases["is_call"])
-    together = greeks(chain, greeks=ALL, spot=100.0, rate=0.03, dividend_yield=0.01).table
-    alone_chain = _chain(cases["strike"], cases["vol"], cases["years"], cases["is_call"],
-                         underlying=[f"U{row}" for row in range(count)],
-                         spot=np.full(count, 100.0))  # fmt: skip
-    alone = greeks(alone_chain, greeks=ALL, rate=0.03, dividend_yield=0.01).table
+    columns = random_contracts(count, seed=21)
+    del columns["open_interest"]
+    one_run, each_alone = one_run_and_alone(columns)
+    together = greeks(one_run, greeks=ALL, spot=100.0, rate=0.03, dividend_yield=0.01).table
+    alone = greeks(each_alone, greeks=ALL, rate=0.03, dividend_yield=0.01).table
     for name in ALL:
         first, second = together.column(name).to_numpy(), alone.column(name).to_numpy()
         assert np.isfinite(first).all()

@@ -108,7 +108,7 @@ def _expm1_small(value):
 
 
 @scalar_function
-def near_money_prices(discounted_spot, spot_density, d1, vol_sqrt_time):
+def near_money_prices(discounted_spot, spot_density, midpoint, vol_sqrt_time):
     """Call and put prices without the cancellation of the direct formula at small ``h``.
 
     ``h = vol sqrt(T)``; ``discounted_spot = S e^(-qT)`` and ``spot_density =
@@ -116,8 +116,8 @@ def near_money_prices(discounted_spot, spot_density, d1, vol_sqrt_time):
     is ``spot_density (G(d1) - G(d2))`` and the put ``spot_density (G(-d2) - G(-d1))``;
     written as ``S e^(-qT) N(d1) - K e^(-rT) N(d2)`` they are differences of nearly
     equal terms, about ``eps / h`` relative at the money (4e-10 one minute from expiry
-    at 0.1% vol). On the out-of-the-money side, ``x = -|m|`` with ``m = d1 - h / 2``
-    the midpoint, the difference is the series ``h G1(x) + h**3 G3(x) / 24 +
+    at 0.1% vol). On the out-of-the-money side, ``x = -|m|`` with ``midpoint``
+    ``m = d1 - h / 2``, the difference is the series ``h G1(x) + h**3 G3(x) / 24 +
     h**5 G5(x) / 1920`` in the odd derivatives ``Gk`` of ``G``, each ``p(x) + q(x) G(x)``
     (from ``G1 = 1 + x G``), and ``G(x) = R(|m|)``, the Mills ratio. The
     in-the-money side adds the forward intrinsic value ``S e^(-qT) (1 - e^(-m h))``
@@ -125,7 +125,6 @@ def near_money_prices(discounted_spot, spot_density, d1, vol_sqrt_time):
     are at most ``NEAR_MONEY_LIMIT``, where the series' first term left out is below
     ``1e-16`` of the result.
     """
-    midpoint = d1 - 0.5 * vol_sqrt_time
     distance = abs(midpoint)
     distance_sq = distance * distance
     h_sq = vol_sqrt_time * vol_sqrt_time
@@ -179,7 +178,8 @@ def bsm_greeks_at(
     weighted_density = INV_SQRT_TWO_PI * fast_exp(-dividend_yield * time_to_expiry - 0.5 * d1 * d1)
     mills_d1, mills_d2 = mills_ratio_pair(abs(d1), abs(d2))
     tail1 = weighted_density * mills_d1  # exp(-qT) N(-|d1|)
-    tail2 = spot * weighted_density * mills_d2  # K exp(-rT) N(-|d2|)
+    spot_density = spot * weighted_density  # also K exp(-rT) n(d2)
+    tail2 = spot_density * mills_d2  # K exp(-rT) N(-|d2|)
     # Each side from its own tail: no 1 - (1 - tiny) cancellation.
     discounted_strike = strike * rate_discount
     below1 = d1 <= 0.0
@@ -190,7 +190,7 @@ def bsm_greeks_at(
     kr_cdf_minus_d2 = discounted_strike - tail2 if below2 else tail2  # K e^-rT N(-d2)
 
     gamma = weighted_density * inverse_vol_sqrt_time * inverse_spot
-    vega = spot * weighted_density * sqrt_time
+    vega = spot_density * sqrt_time
     inverse_vol = sqrt_time * inverse_vol_sqrt_time
     inverse_time = vol * vol * inverse_vol_sqrt_time * inverse_vol_sqrt_time
     # -S e^-qT n(d1) vol / (2 sqrt(T)), with vol/sqrt(T) = vol^2 / (vol sqrt(T)).
@@ -201,12 +201,11 @@ def bsm_greeks_at(
     speed = -gamma * inverse_spot * (d1 * inverse_vol_sqrt_time + 1.0)
     # Near expiry at the money the direct price cancels (see near_money_prices);
     # selects, so the loop stays vectorized, and compiled out when no price is stored.
+    midpoint = d1 - 0.5 * vol_sqrt_time
     near_call, near_put = near_money_prices(
-        spot * dividend_discount, spot * weighted_density, d1, vol_sqrt_time
+        spot * dividend_discount, spot_density, midpoint, vol_sqrt_time
     )
-    near = (vol_sqrt_time <= NEAR_MONEY_LIMIT) & (
-        abs(d1 - 0.5 * vol_sqrt_time) * vol_sqrt_time <= NEAR_MONEY_LIMIT
-    )
+    near = (vol_sqrt_time <= NEAR_MONEY_LIMIT) & (abs(midpoint) * vol_sqrt_time <= NEAR_MONEY_LIMIT)
     if is_call:
         price = near_call if near else spot * dq_cdf_d1 - kr_cdf_d2
         delta = dq_cdf_d1
