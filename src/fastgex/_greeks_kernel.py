@@ -60,8 +60,12 @@ ROW_CARRY = False
 STORED = 1023
 # --- end of switches ---
 
-#: Rows per chunk of the two-loop scheme of :func:`_run_segment`.
-HALF_CHUNK = 128
+#: Rows per chunk of the two-loop scheme of :func:`_run_segment`: a whole strip, so a
+#: run of one underlying is two loops, not two per 128 rows. Its ``(4, STRIP_ROWS)``
+#: scratch (16 KiB) still stays in L1. Against 128 rows, on an AMD EPYC (Zen 5), 12-24%
+#: more rows/s on one thread in cache and 5-9% on two at 1e6 rows (A/B in one process,
+#: calls in turn; docs/benchmarks.md, session 18).
+HALF_CHUNK = STRIP_ROWS
 
 
 @scalar_function
