@@ -48,7 +48,6 @@ from fastgex._kernel_common import (
     CALL_CODE,
     MISSING_CODE,
     PUT_CODE,
-    STRIP_ROWS,
     _finite,
     _segment_stop,
 )
@@ -60,11 +59,14 @@ ROW_CARRY = False
 STORED = 1023
 # --- end of switches ---
 
+#: Rows per strip, the parallel unit (the GEX kernel's are 512). Each loop over a run
+#: of rows starts with LLVM's runtime check that none of the ten outputs, the inputs and
+#: the scratch overlap, so longer runs pay it less often: against 512 rows, 2,048 gave
+#: 9-22% more rows/s at 1e6 rows on an AMD EPYC Zen 5 (docs/benchmarks.md, session 18).
+STRIP_ROWS = 2048
 #: Rows per chunk of the two-loop scheme of :func:`_run_segment`: a whole strip, so a
-#: run of one underlying is two loops, not two per 128 rows. Its ``(4, STRIP_ROWS)``
-#: scratch (16 KiB) still stays in L1. Against 128 rows, on an AMD EPYC (Zen 5), 12-24%
-#: more rows/s on one thread in cache and 5-9% on two at 1e6 rows (A/B in one process,
-#: calls in turn; docs/benchmarks.md, session 18).
+#: run of one underlying is two loops, not two per 128 rows (12-24% more rows/s on one
+#: thread than 128, the same machine). Its ``(4, STRIP_ROWS)`` scratch is 64 KiB.
 HALF_CHUNK = STRIP_ROWS
 
 
