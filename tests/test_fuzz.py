@@ -703,26 +703,38 @@ _GEX_BITS_SCRIPT = textwrap.dedent(
     import numpy as np
     import fastgex
     from fastgex.sample import sample_market
-    result = fastgex.gex(sample_market(150_000, n_underlyings=12, seed=4), by_strike=False,
-                         per_contract=True)
+    market = sample_market(150_000, n_underlyings=12, seed=4)
+    result = fastgex.gex(market, by_strike=False, per_contract=True)
     def bits(table, column):
         return table.column(column).to_numpy().view(np.int64).tolist()
+    levels = fastgex.levels(market, n_levels=9)
+    dex = fastgex.exposures(market, kind="dex")
+    dex_profile = fastgex.exposure_profile(market, kind="dex", n_levels=9)
     print(json.dumps({"totals": bits(result.by_underlying, "total_gex"),
-                      "contracts": bits(result.per_contract, "gex")}))
+                      "contracts": bits(result.per_contract, "gex"),
+                      "gex_profile": bits(levels.profile, "total_gex"),
+                      "zero_gamma": bits(levels.levels, "zero_gamma"),
+                      "dex": bits(dex.by_underlying, "total_dex"),
+                      "dex_by_strike": bits(dex.by_strike, "net_dex"),
+                      "dex_profile": bits(dex_profile.table, "total_dex")}))
     """
 )
 
 
 def test_gex_bits_same_compiled_and_loaded_from_the_cache(tmp_path):
-    """A process that compiles the GEX kernel (empty Numba cache) and one that loads it
-    from that cache give the same bits. With reassociation in its formulas, the compiling
-    process's totals differed in their last bits from every later run (AVX-512)."""
+    """A process that compiles the kernels (empty Numba cache) and one that loads them
+    from that cache give the same bits: GEX totals and per-contract values, the GEX
+    profile behind the levels, DEX totals, per strike and its profile. With
+    reassociation in their formulas, the compiling process's GEX totals (session 17) and
+    GEX profile (46 of 108 levels, session 18) differed in their last bits from every
+    later run (AVX-512)."""
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
-    compiled = json.loads(_in_subprocess(_GEX_BITS_SCRIPT, env))
+    compiled = json.loads(_in_subprocess(_GEX_BITS_SCRIPT, env, timeout=600))
     loaded = json.loads(_in_subprocess(_GEX_BITS_SCRIPT, env))
     assert any((tmp_path / "numba-cache").rglob("*.nbc")), "the second process had no cache"
-    assert compiled["totals"] == loaded["totals"]
-    assert compiled["contracts"] == loaded["contracts"]
+    assert compiled.keys() == loaded.keys()
+    for name in compiled:
+        assert compiled[name] == loaded[name], name
 
 
 # ------------------------------------------------------------------- many Python threads

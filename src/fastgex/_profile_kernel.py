@@ -28,7 +28,7 @@ import numpy as np
 
 from fastgex._fastmath import fast_exp, fast_log
 from fastgex._formulas import INV_SQRT_TWO_PI
-from fastgex._jit import kernel, scalar_function
+from fastgex._jit import ROW_FLAGS, kernel, reorderable_add, scalar_function
 from fastgex._kernel_common import CALL_CODE, _id_range
 
 #: Rows per tile: the row constants of one tile (three float64 arrays) stay in L1.
@@ -107,7 +107,7 @@ def _row_constants(
     return (inverse if valid else 0.0), (shift if valid else 0.0), coefficient
 
 
-@kernel
+@kernel(flags=ROW_FLAGS)
 def profile(
     strike,
     vol,
@@ -142,7 +142,10 @@ def profile(
     ``level_factor[slot, m]`` multiplies the level's sum (``unit_scale * ratio**(p-1)``
     for unit power ``p``). Rows are split in fixed blocks (thread-count independent);
     each block sums into its own slot range, blocks are combined in order, so results
-    are bitwise identical for any number of threads.
+    are bitwise identical for any number of threads. Compiled with ``_jit.ROW_FLAGS``:
+    a row's constants and values keep their written order (the same bits in the vector
+    loop and its remainder, and in a compiling and a cache-loading process); only the
+    level sums may be reordered (:func:`fastgex._jit.reorderable_add`).
     """
     n_rows = strike.size
     n_levels = log_ratio.shape[1]
@@ -209,7 +212,7 @@ def profile(
                 total = 0.0
                 for offset in range(length):
                     d1 = level_log * inverse[offset] + shift[offset]
-                    total += coefficient[offset] * fast_exp(-0.5 * d1 * d1)
+                    total = reorderable_add(total, coefficient[offset] * fast_exp(-0.5 * d1 * d1))
                 partial[target, level] += total * level_factor[slot, level]
             tile_start = tile_stop
     out = np.zeros((n_slots, n_levels))
