@@ -50,6 +50,18 @@ def interleaved_best(functions: dict, repeat: int = 5) -> dict:
     return best
 
 
+def ours_and_bound(ours, bound, repeat: int = 30) -> tuple[float, float]:
+    """Best wall times of a kernel and of its bound, called in turn ``repeat`` times each.
+
+    For the same-run ratios: on a shared machine whose speed drifts within seconds, a
+    slow spell then slows both sides, where the best of a benchmark's many rounds
+    against the best of a few bound calls taken afterwards moved GEX's fraction of the
+    bandwidth bound from 0.35 to 0.55 between runs of the same code.
+    """
+    best = interleaved_best({"ours": ours, "bound": bound}, repeat=repeat)
+    return best["ours"], best["bound"]
+
+
 def record(name: str, **values) -> None:
     """Keep a ratio line for the end-of-run summary (and benchmarks/last_ratios.json)."""
     RATIOS.append({"name": name, **values})

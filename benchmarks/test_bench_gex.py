@@ -9,13 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import bandwidth_read, best_of, interleaved_best, kernel_inputs, record
+from conftest import bandwidth_read, best_of, kernel_inputs, ours_and_bound, record
 from fastgex import _kernels
 from fastgex.reference import gex_pandas_scipy
 
 SIZES = {"1e6": (1_000_000, 500), "1e7": (10_000_000, 4_000)}
-#: Calls of the kernel and of the bound, in turn, behind each reported ratio.
-INTERLEAVED_REPEAT = 40
 
 
 def _run_kernel(inputs, values_out=None):
@@ -57,15 +55,9 @@ def test_gex_kernel_vs_bandwidth_and_numpy(benchmark, size):
     arrays = inputs["arrays"]
     _run_kernel(inputs)  # compile / load from cache outside the timing
     sums, rows_by_status, *_ = benchmark(_run_kernel, inputs)
-    # The ratio to the bound from calls taken in turn, the same number of each: on a
-    # shared machine whose speed drifts within seconds, a slow spell then slows both
-    # sides, where the best of the benchmark's many rounds against a best of a few
-    # bound calls taken afterwards moved the ratio by 0.35-0.55 between runs.
-    best = interleaved_best(
-        {"ours": lambda: _run_kernel(inputs), "bound": lambda: bandwidth_read(*arrays.values())},
-        repeat=INTERLEAVED_REPEAT,
+    ours, bandwidth = ours_and_bound(
+        lambda: _run_kernel(inputs), lambda: bandwidth_read(*arrays.values()), repeat=40
     )
-    ours, bandwidth = best["ours"], best["bound"]
     # The example bound: numpy reductions over the same arrays (one thread, so
     # far below the machine's real ceiling; reported for comparison, not as the target).
     numpy_reduction = best_of(lambda: [array.sum() for array in arrays.values()])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from conftest import best_of, interleaved_best, kernel_inputs, record
+from conftest import best_of, kernel_inputs, ours_and_bound, record
 from fastgex import _greeks_kernel
 from fastgex._greeks import _solve
 from fastgex._greeks_formulas import GREEK_ORDER
@@ -28,8 +28,6 @@ from fastgex._greeks_formulas import GREEK_ORDER
 SIZES = {"1e6": 1_000_000, "4e6": 4_000_000}
 ROWS_PER_UNDERLYING = 2_500
 RATE, DIVIDEND = 0.03, 0.01
-#: Calls of the kernel and of the store ceiling, in turn, behind each reported number.
-INTERLEAVED_REPEAT = 30
 NINE_GREEKS = _greeks_kernel.stored_mask(name for name in GREEK_ORDER if name != "price")
 
 
@@ -119,15 +117,10 @@ def test_nine_greeks_vs_numpy(benchmark, size):
     scratch = [np.empty(rows) for _ in range(9)]
     inputs_read = [arrays[name] for name in
                    ("strike", "vol", "time_to_expiry", "option_code", "underlying_id")]  # fmt: skip
-    # Kernel and ceiling in turn, the same number of calls each (see test_bench_gex).
-    best = interleaved_best(
-        {
-            "ours": lambda: _run_greeks(inputs, outputs, status),
-            "ceiling": lambda: store_ceiling(*inputs_read, *scratch),
-        },
-        repeat=INTERLEAVED_REPEAT,
+    ours, ceiling = ours_and_bound(
+        lambda: _run_greeks(inputs, outputs, status),
+        lambda: store_ceiling(*inputs_read, *scratch),
     )
-    ours, ceiling = best["ours"], best["ceiling"]
     ratios = {
         "store_ceiling_rows_per_s": rows / ceiling,
         "fraction_of_store_ceiling": ceiling / ours,

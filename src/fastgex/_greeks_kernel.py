@@ -9,17 +9,17 @@ files that Numba's disk cache can hold.
 Layout of the hot loop (why it looks the way it does):
 
 * Rows are split in strips of ``STRIP_ROWS`` (the parallel unit). A strip is cut in
-  runs of one underlying; each run is one flat, branch-free loop with that
+  runs of one underlying; each run's loops are flat and branch-free, with that
   underlying's spot / rate / dividend yield hoisted. Gathers (``spot[underlying]``
   per row) are what LLVM refuses to vectorize on this machine, so there are none.
 * Which greeks are stored is the compile-time bitmask ``STORED`` (bit ``i`` for
   ``GREEK_ORDER[i]``), one variant per requested set: LLVM then drops the work of
   the others. Runtime flags measured 2x slower for a subset than for all ten (the
   loop with conditional stores did not vectorize). An invalid row stores NaN.
-* Each run is cut in chunks of ``HALF_CHUNK`` rows, each two loops: ``d1`` and the
-  scales of every row (log, square root, division) into an L1 scratch, then the
-  exponentials, tails and greeks. The fused loop was bound by its dependency chain;
-  split, it ran 8-14% faster on 1e6 rows (A/B, alternating processes).
+* Each run is two loops: ``d1`` and the scales of every row (log, square root,
+  division) into a scratch, then the exponentials, tails and greeks. The fused loop
+  was bound by its dependency chain; split, it ran 8-14% faster on 1e6 rows (A/B,
+  alternating processes).
 * When a run had invalid rows they are walked again one by one to name each reason:
   no NaN leaves the kernel without a status code.
 """
@@ -59,15 +59,14 @@ ROW_CARRY = False
 STORED = 1023
 # --- end of switches ---
 
-#: Rows per strip, the parallel unit (the GEX kernel's are 512). Each loop over a run
-#: of rows starts with LLVM's runtime check that none of the ten outputs, the inputs and
-#: the scratch overlap, so longer runs pay it less often: against 512 rows, 2,048 gave
-#: 9-22% more rows/s at 1e6 rows on an AMD EPYC Zen 5 (docs/benchmarks.md, session 18).
+#: Rows per strip, the parallel unit (the GEX kernel's are 512). Each run of one
+#: underlying within a strip is two loops over all its rows (:func:`_run_segment`), and
+#: each vectorized loop starts with LLVM's runtime check that none of the ten outputs,
+#: the inputs and the scratch overlap, so longer runs pay it less often: on an AMD EPYC
+#: Zen 5, two loops per 128 rows to two per run gave 12-24% more rows/s on one thread,
+#: and 512-row strips to 2,048 another 9-22% at 1e6 rows (docs/benchmarks.md, session
+#: 18). The ``(4, STRIP_ROWS)`` scratch of the first loop is 64 KiB.
 STRIP_ROWS = 2048
-#: Rows per chunk of the two-loop scheme of :func:`_run_segment`: a whole strip, so a
-#: run of one underlying is two loops, not two per 128 rows (12-24% more rows/s on one
-#: thread than 128, the same machine). Its ``(4, STRIP_ROWS)`` scratch is 64 KiB.
-HALF_CHUNK = STRIP_ROWS
 
 
 @scalar_function
@@ -247,33 +246,27 @@ def _run_segment(
     outputs,
     halves,
 ):
-    """One underlying's rows ``base .. base+length``: the vectorized loops; invalid count.
+    """One underlying's rows ``base .. base+length`` (within one strip): invalid count.
 
-    Per chunk of ``HALF_CHUNK`` rows, two loops: :func:`_row_first_half` of every row
-    into ``halves`` (a ``(4, HALF_CHUNK)`` scratch that stays in L1), then
-    :func:`_chunk_second_half`. One fused loop is bound by the length of its dependency
-    chain (log, division, then the exponentials and tails), not by the arithmetic
-    units; split in two, the out-of-order core holds more rows of each half in flight.
+    Two loops: :func:`_row_first_half` of every row into ``halves`` (a
+    ``(4, STRIP_ROWS)`` scratch), then :func:`_second_half`. One fused loop is bound by
+    the length of its dependency chain (log, division, then the exponentials and
+    tails), not by the arithmetic units; split in two, the out-of-order core holds more
+    rows of each half in flight.
     """
-    invalid = 0
-    for chunk_start in range(numba.uint64(0), length, numba.uint64(HALF_CHUNK)):
-        chunk_stop = min(length, chunk_start + numba.uint64(HALF_CHUNK))
-        for offset in range(chunk_start, chunk_stop):
-            d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = _row_first_half(
-                base + offset, columns, segment
-            )
-            halves[0, offset - chunk_start] = d1
-            halves[1, offset - chunk_start] = sqrt_time
-            halves[2, offset - chunk_start] = inverse_vol_sqrt_time
-            halves[3, offset - chunk_start] = inverse_spot
-        invalid += _chunk_second_half(
-            base + chunk_start, chunk_stop - chunk_start, columns, segment, scales, outputs, halves
+    for offset in range(length):
+        d1, sqrt_time, inverse_vol_sqrt_time, inverse_spot = _row_first_half(
+            base + offset, columns, segment
         )
-    return invalid
+        halves[0, offset] = d1
+        halves[1, offset] = sqrt_time
+        halves[2, offset] = inverse_vol_sqrt_time
+        halves[3, offset] = inverse_spot
+    return _second_half(base, length, columns, segment, scales, outputs, halves)
 
 
 @scalar_function
-def _chunk_second_half(
+def _second_half(
     base,
     length,
     columns,
@@ -282,7 +275,7 @@ def _chunk_second_half(
     outputs,
     halves,
 ):
-    """The second loop of :func:`_run_segment`: greeks of one chunk into the outputs."""
+    """The second loop of :func:`_run_segment`: greeks of its rows into the outputs."""
     (out_price, out_delta, out_gamma, out_vega, out_theta,
      out_rho, out_vanna, out_charm, out_vomma, out_speed) = outputs  # fmt: skip
     (scale_price, scale_delta, scale_gamma, scale_vega, scale_theta,
@@ -346,7 +339,7 @@ def _strip_greeks(
         mixed += underlying_id[base + offset] != first_underlying
         status_out[base + offset] = 0
     strip_invalid = 0
-    halves = np.empty((4, HALF_CHUNK))
+    halves = np.empty((4, STRIP_ROWS))
     columns = (strike, vol, time_to_expiry, option_code, forward, rate, dividend_yield)
     start = numba.uint64(0)
     while start < length:
