@@ -38,7 +38,7 @@ CACHE: bool = os.environ.get("FASTGEX_NO_CACHE", "") not in ("1", "true", "yes")
 #: relies on NaN comparisons behaving as IEEE says.
 FASTMATH_FLAGS: frozenset[str] = frozenset({"contract", "reassoc", "arcp", "nsz"})
 
-#: Fast-math flags for the row kernels (greeks, GEX): no ``reassoc``, so LLVM keeps
+#: Fast-math flags for the row kernels (greeks, GEX, GEX profile): no ``reassoc``, so LLVM keeps
 #: every formula in the order written and a row gets bitwise the same values in the
 #: vectorized loop, its scalar remainder and the scalar loop taken when the runtime
 #: alias check fails, and a process that compiles a kernel gets the same bits as one
